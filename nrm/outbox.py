@@ -1,0 +1,158 @@
+"""Transactional outbox: events are rows written with the state change, then relayed.
+
+Nothing is published from a transaction that rolls back; nothing committed is lost if
+the process dies. A relay killed between publish and mark publishes again: consumers
+deduplicate by event id (see inbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from opentelemetry import propagate
+from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from nrm.bus.base import Bus, PublishFailed
+from nrm.db import Database, after_commit
+from nrm.events import Event, envelope_for
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    type: str = Field(sa_type=String(200))
+    body: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+    next_attempt_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+    published_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    attempts: int = Field(default=0, sa_type=Integer)
+    last_error: str | None = Field(default=None, sa_type=String(500))
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def record_event(session: AsyncSession, event: Event) -> str:
+    """Stage `event` in the caller's transaction; returns the event id."""
+    envelope = envelope_for(event, traceparent=current_traceparent())
+    session.add(OutboxMessage(id=envelope.id, type=envelope.type, body=envelope.to_json().decode()))
+    waker = session.info.get(OutboxRelay.WAKE)
+    if waker is not None:
+        after_commit(session, waker)
+    return envelope.id
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows with confirms and marks them sent.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL, so several relays
+    share the work without publishing a row twice in steady state.
+    """
+
+    WAKE = "nrm.outbox.wake"
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        *,
+        batch_size: int = 100,
+        idle_interval: float = 1.0,
+        max_backoff: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.batch_size = batch_size
+        self.idle_interval = idle_interval
+        self.max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                relayed = await self.relay_once()
+            except Exception:
+                log.exception("outbox relay pass failed; retrying")
+                relayed = 0
+            if relayed < self.batch_size:
+                self._wake.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that arrives as the wake-up does, and the relay would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.idle_interval):
+                        await self._wake.wait()
+
+    async def relay_once(self) -> int:
+        """One pass: publish a batch of due rows; returns how many were published."""
+        now = _utcnow()
+        published = 0
+        async with self.db.transaction() as session:
+            due = (
+                select(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+                .where(OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.created_at)  # type: ignore[arg-type]
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            for message in (await session.exec(due)).all():
+                try:
+                    await self.bus.publish(
+                        message.type, message.body.encode(), message_id=message.id
+                    )
+                except PublishFailed as exc:
+                    self._postpone(message, now, exc)
+                    continue
+                message.published_at = _utcnow()
+                published += 1
+        return published
+
+    def _postpone(self, message: OutboxMessage, now: datetime, exc: PublishFailed) -> None:
+        message.attempts += 1
+        message.last_error = str(exc)[:500]
+        delay = min(timedelta(seconds=2**message.attempts), self.max_backoff)
+        message.next_attempt_at = now + delay
+        log.warning(
+            "event %s (%s) not published, attempt %d: %s",
+            message.id,
+            message.type,
+            message.attempts,
+            exc,
+        )
+
+
+async def pending_count(db: Database) -> int:
+    async with db.transaction() as session:
+        rows = await session.exec(
+            select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+        )
+        return len(rows.all())

@@ -1,0 +1,207 @@
+"""The composition root: builds the bus, keys, verifier and apps, and runs them.
+
+`nrm up` runs all five components in one process; `nrm serve <component>` one of them.
+Both build the apps the same way; only the bus and the gateway's upstreams differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from gateway import app as gateway_app
+from gateway.keys import SigningKeys
+from gateway.proxy import Upstreams
+from nrm import migrations
+from nrm.app import Runtime, ServiceDefinition, create_service_app
+from nrm.auth import JwksClient, KeySource, TokenVerifier
+from nrm.bus import Bus, create_bus
+from nrm.db import Database
+from nrm.settings import COMPONENTS, SERVICES, Component, InsecureConfiguration, Settings
+from nrm.telemetry import setup_logging, setup_tracing, shutdown_tracing
+
+log = logging.getLogger("nrm")
+UPSTREAM_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+def service_definitions() -> dict[Component, ServiceDefinition]:
+    from services.fund.app import SERVICE as FUND
+    from services.intake.app import SERVICE as INTAKE
+    from services.notify.app import SERVICE as NOTIFY
+    from services.referral.app import SERVICE as REFERRAL
+
+    return {s.name: s for s in (INTAKE, REFERRAL, FUND, NOTIFY)}
+
+
+def migrations_dir(component: Component) -> Path:
+    if component == "gateway":
+        return gateway_app.MIGRATIONS
+    return service_definitions()[component].migrations
+
+
+async def migrate(settings: Settings, components: Iterable[Component]) -> None:
+    for component in components:
+        db = Database(settings.database_url(component))
+        try:
+            await migrations.upgrade(db, migrations_dir(component))
+        finally:
+            await db.dispose()
+        log.info("migrated %s", component)
+
+
+async def load_demo(settings: Settings) -> list[str]:
+    if settings.env == "prod":
+        raise InsecureConfiguration("Demo data is for development only (NRM_ENV=prod).")
+    loaded: list[str] = []
+    for definition in service_definitions().values():
+        if definition.demo is None:
+            continue
+        db = Database(settings.database_url(definition.name))
+        try:
+            async with db.transaction() as session:
+                loaded += await definition.demo(session)
+        finally:
+            await db.dispose()
+    return loaded
+
+
+@asynccontextmanager
+async def connected_bus(settings: Settings, connection_name: str) -> AsyncIterator[Bus]:
+    bus = create_bus(
+        settings.broker_url,
+        delivery_limit=settings.delivery_limit,
+        connection_name=connection_name,
+    )
+    await bus.connect()
+    try:
+        # Every consumer's queue, so events wait for a service that has not started yet.
+        subscriptions = [s.subscription for s in service_definitions().values()]
+        await bus.declare([s for s in subscriptions if s is not None])
+        yield bus
+    finally:
+        await bus.close()
+
+
+def build_verifier(
+    settings: Settings, http: httpx.AsyncClient, keys: KeySource | None
+) -> TokenVerifier:
+    source: KeySource
+    jwks_url = settings.jwks_url or (None if keys is not None else settings.effective_jwks_url())
+    if jwks_url:
+        source = JwksClient(jwks_url, http)
+    elif keys is not None:
+        source = keys
+    else:
+        raise InsecureConfiguration(
+            "Set NRM_JWKS_URL or NRM_GATEWAY_URL: a service must know whose tokens to trust."
+        )
+    return TokenVerifier(
+        source,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+    )
+
+
+async def _serve(app: FastAPI, host: str, port: int) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    await uvicorn.Server(config).serve()
+
+
+async def up(settings: Settings, *, host: str, port: int, demo: bool) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.check_production("gateway")
+    await migrate(settings, COMPONENTS)
+    loaded = await load_demo(settings) if demo else []
+    provider = setup_tracing("open-nrm", settings)
+    keys = SigningKeys.load(settings)
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient())
+        bus = await stack.enter_async_context(connected_bus(settings, "nrm-up"))
+        runtime = Runtime(settings, bus, build_verifier(settings, http, keys), provider)
+        clients: dict[str, httpx.AsyncClient] = {}
+        for name, definition in service_definitions().items():
+            app = create_service_app(definition, runtime)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            clients[name] = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                base_url=f"http://{name}.internal",
+                timeout=UPSTREAM_TIMEOUT,
+            )
+        # Consumers stop before the services' databases close.
+        stack.push_async_callback(bus.close)
+        gateway = gateway_app.create_app(runtime, keys=keys, upstreams=Upstreams(clients))
+        _announce(host, port, loaded)
+        await _serve(gateway, host, port)
+    shutdown_tracing(provider)
+
+
+async def serve(settings: Settings, component: Component, *, host: str, port: int) -> None:
+    settings.check_production(component)
+    provider = setup_tracing(f"nrm-{component}", settings)
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient())
+        bus = await stack.enter_async_context(connected_bus(settings, f"nrm-{component}"))
+        if component == "gateway":
+            keys = SigningKeys.load(settings)
+            runtime = Runtime(settings, bus, build_verifier(settings, http, keys), provider)
+            app = gateway_app.create_app(runtime, keys=keys, upstreams=_http_upstreams(settings))
+        else:
+            runtime = Runtime(settings, bus, build_verifier(settings, http, None), provider)
+            app = create_service_app(service_definitions()[component], runtime)
+        await _serve(app, host, port)
+    shutdown_tracing(provider)
+
+
+def _http_upstreams(settings: Settings) -> Upstreams:
+    clients: dict[str, httpx.AsyncClient] = {
+        name: httpx.AsyncClient(base_url=url, timeout=UPSTREAM_TIMEOUT)
+        for name in SERVICES
+        if (url := settings.service_url(name))
+    }
+    return Upstreams(clients)
+
+
+def _announce(host: str, port: int, loaded: list[str]) -> None:
+    base = f"http://{host}:{port}"
+    lines = [
+        "",
+        "Open NRM is running (embedded: one process, SQLite, in-memory bus).",
+        f"  API docs  {base}/docs",
+        f"  health    {base}/readyz and {base}/api/v1/<service>/readyz",
+    ]
+    if loaded:
+        lines += ["  demo data loaded:", *(f"    {item}" for item in loaded)]
+    print("\n".join(lines), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        match args.command:
+            case "up":
+                asyncio.run(up(settings, host=args.host, port=args.port, demo=args.demo))
+            case "serve":
+                asyncio.run(serve(settings, args.component, host=args.host, port=args.port))
+            case "migrate":
+                chosen = COMPONENTS if args.component == "all" else (args.component,)
+                asyncio.run(migrate(settings, chosen))
+            case "demo":
+                for item in asyncio.run(load_demo(settings)) or ["nothing to load yet"]:
+                    print(item)
+    except InsecureConfiguration as exc:
+        print(f"nrm: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

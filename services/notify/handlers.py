@@ -1,0 +1,24 @@
+"""Events notify consumes, routed by a plain dict."""
+
+from datetime import UTC, datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from nrm.events import Envelope, Event
+from nrm.inbox import EventHandler
+from services.intake.events import DiagnosticPinged
+from services.notify.models import PingReceipt
+
+
+async def record_ping(session: AsyncSession, event: DiagnosticPinged, envelope: Envelope) -> None:
+    session.add(
+        PingReceipt(
+            ping_id=str(event.ping_id),
+            source_org=event.org_id,
+            sent_at=envelope.time,
+            received_at=datetime.now(UTC),
+        )
+    )
+
+
+HANDLERS: dict[type[Event], EventHandler] = {DiagnosticPinged: record_ping}

@@ -1,0 +1,179 @@
+"""The outbox: events leave with their transaction, never without it, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlmodel import func, select
+
+from nrm.bus import Delivery, InMemoryBus, PublishFailed, Subscription
+from nrm.db import Database
+from nrm.inbox import EventConsumer
+from nrm.outbox import OutboxMessage, OutboxRelay, record_event
+from nrm.runner import connected_bus
+from nrm.settings import Settings
+from services.intake.events import DiagnosticPinged
+from services.notify.handlers import HANDLERS as NOTIFY_HANDLERS
+from services.notify.models import PingReceipt
+from tests.kernel.relay_crash import CRASH_EXIT_CODE
+from tests.support import PostgresDatabases, eventually, migrated_database
+
+PING_TYPE = DiagnosticPinged.type
+
+
+def _ping() -> DiagnosticPinged:
+    return DiagnosticPinged(ping_id=uuid.uuid4(), org_id="org-test")
+
+
+async def _unpublished(db: Database) -> int:
+    async with db.transaction() as session:
+        query = select(func.count()).select_from(OutboxMessage)
+        return (await session.exec(query.where(OutboxMessage.published_at == None))).one()  # noqa: E711
+
+
+async def _recording_bus(received: list[Delivery]) -> InMemoryBus:
+    bus = InMemoryBus()
+    await bus.connect()
+    subscription = Subscription("recorder", (PING_TYPE,))
+    await bus.declare([subscription])
+
+    async def record(delivery: Delivery) -> None:
+        received.append(delivery)
+
+    await bus.consume(subscription, record)
+    return bus
+
+
+async def test_event_is_published_after_its_transaction_commits(settings: Settings) -> None:
+    db = await migrated_database(settings.database_url("intake"), "intake")
+    received: list[Delivery] = []
+    bus = await _recording_bus(received)
+    async with db.transaction() as session:
+        event_id = record_event(session, _ping())
+
+    assert await OutboxRelay(db, bus).relay_once() == 1
+    await eventually(lambda: _first(received))
+    assert received[0].message_id == event_id
+    assert await _unpublished(db) == 0
+    await bus.close()
+    await db.dispose()
+
+
+async def _first(received: list[Delivery]) -> Delivery | None:
+    return received[0] if received else None
+
+
+async def test_event_of_a_rolled_back_transaction_is_never_published(settings: Settings) -> None:
+    db = await migrated_database(settings.database_url("intake"), "intake")
+    received: list[Delivery] = []
+    bus = await _recording_bus(received)
+
+    async def failing_state_change() -> None:
+        async with db.transaction() as session:
+            record_event(session, _ping())
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_state_change()
+
+    assert await OutboxRelay(db, bus).relay_once() == 0
+    assert await _unpublished(db) == 0
+    assert received == []
+    await bus.close()
+    await db.dispose()
+
+
+async def test_unpublishable_event_stays_in_the_outbox_for_a_later_try(settings: Settings) -> None:
+    db = await migrated_database(settings.database_url("intake"), "intake")
+    bus = InMemoryBus()
+    await bus.connect()  # nobody bound: the broker would return the message
+    async with db.transaction() as session:
+        record_event(session, _ping())
+
+    assert await OutboxRelay(db, bus).relay_once() == 0
+    async with db.transaction() as session:
+        row = (await session.exec(select(OutboxMessage))).one()
+    assert row.published_at is None
+    assert row.attempts == 1
+    assert row.last_error
+    with pytest.raises(PublishFailed):
+        await bus.publish(PING_TYPE, b"{}", message_id="x")
+    await bus.close()
+    await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_concurrent_relays_on_postgres_publish_each_event_once(
+    postgres: PostgresDatabases,
+) -> None:
+    db = await migrated_database(await postgres.create("intake"), "intake")
+    async with db.transaction() as session:
+        ids = {record_event(session, _ping()) for _ in range(300)}
+    received: list[Delivery] = []
+    bus = await _recording_bus(received)
+    relays = [OutboxRelay(db, bus, batch_size=20) for _ in range(4)]
+
+    async def drain(relay: OutboxRelay) -> int:
+        total = 0
+        while published := await relay.relay_once():
+            total += published
+        return total
+
+    counts = await asyncio.gather(*(drain(relay) for relay in relays))
+
+    assert sum(counts) == len(ids)
+    assert sum(1 for count in counts if count) > 1, "the relays did not actually overlap"
+    await eventually(lambda: _all_arrived(received, len(ids)))
+    assert sorted(d.message_id for d in received) == sorted(ids)
+    await bus.close()
+    await db.dispose()
+
+
+async def _all_arrived(received: list[Delivery], expected: int) -> bool | None:
+    return True if len(received) >= expected else None
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+async def test_relay_killed_between_publish_and_mark_causes_a_duplicate_applied_once(
+    tmp_path: Path, isolated_rabbit_url: str, postgres: PostgresDatabases
+) -> None:
+    producer_url = await postgres.create("intake")
+    producer = await migrated_database(producer_url, "intake")
+    consumer_db = await migrated_database(await postgres.create("notify"), "notify")
+    async with producer.transaction() as session:
+        event_id = record_event(session, _ping())
+
+    settings = Settings(data_dir=tmp_path, broker_url=isolated_rabbit_url)
+    async with connected_bus(settings, "test-relay-crash") as bus:
+        crashed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "tests.kernel.relay_crash", producer_url, isolated_rabbit_url],
+            capture_output=True,
+            timeout=60,
+        )
+        assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr.decode()
+        assert await _unpublished(producer) == 1, "the row must still look unsent"
+
+        deliveries: list[str] = []
+        notify = EventConsumer("notify", consumer_db, NOTIFY_HANDLERS)
+
+        async def counting(delivery: Delivery) -> None:
+            deliveries.append(delivery.message_id)
+            await notify(delivery)
+
+        await bus.consume(notify.subscription, counting)
+        assert await OutboxRelay(producer, bus).relay_once() == 1
+
+        await eventually(lambda: _all_arrived([d for d in deliveries if d == event_id], 2))  # type: ignore[misc]
+        async with consumer_db.transaction() as session:
+            receipts = (await session.exec(select(func.count()).select_from(PingReceipt))).one()
+        assert receipts == 1
+        assert await _unpublished(producer) == 0
+    await producer.dispose()
+    await consumer_db.dispose()

@@ -1,0 +1,122 @@
+"""Traces follow a request across the bus; logs are JSON with trace ids; OTLP export works."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.keys import SigningKeys
+from nrm.app import Runtime
+from nrm.runner import connected_bus, migrate
+from nrm.settings import Settings
+from nrm.telemetry import JsonLogFormatter, tracer_provider
+from services.intake.app import create_app as create_intake
+from services.notify.app import create_app as create_notify
+from tests.support import bearer, eventually, serving, verifier_for
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_trace_context_travels_from_the_request_through_the_bus_to_the_consumer(
+    settings: Settings, signing_keys: SigningKeys, span_exporter: InMemorySpanExporter
+) -> None:
+    await migrate(settings, ["intake", "notify"])
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    headers = {
+        **bearer(signing_keys, settings),
+        "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+    }
+    async with connected_bus(settings, "test-trace") as bus:
+        runtime = Runtime(settings, bus, verifier_for(signing_keys, settings), provider)
+        async with (
+            serving(create_intake(runtime)) as intake,
+            serving(create_notify(runtime)) as notify,
+        ):
+            sent = await intake.post("/api/v1/intake/diagnostics/pings", headers=headers)
+            ping_id = sent.json()["ping_id"]
+
+            async def arrived() -> bool | None:
+                url = f"/api/v1/notify/diagnostics/pings/{ping_id}"
+                answer = await notify.get(url, headers=bearer(signing_keys, settings))
+                return True if answer.status_code == 200 else None
+
+            await eventually(arrived)
+
+    consumed = [
+        span
+        for span in span_exporter.get_finished_spans()
+        if span.name == "notify consume nrm.intake.diagnostic.pinged.v1"
+    ]
+    assert consumed, "the consumer recorded no span"
+    context = consumed[-1].context
+    assert context is not None
+    assert format(context.trace_id, "032x") == TRACE_ID
+
+
+def test_log_lines_are_json_with_the_current_trace_id(
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    record = logging.LogRecord(
+        "nrm.test", logging.INFO, __file__, 1, "case %s routed", ("c-1",), None
+    )
+    with trace.get_tracer("test").start_as_current_span("work") as span:
+        line = json.loads(JsonLogFormatter().format(record))
+    assert line["message"] == "case c-1 routed"
+    assert line["level"] == "INFO"
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[tuple[str, str, int]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        self.rfile.read(length)
+        self.received.append((self.path, self.headers.get("content-type", ""), length))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    """A real HTTP server standing in for the OpenTelemetry collector."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_set(collector: str) -> None:
+    _Collector.received.clear()
+    provider = tracer_provider("nrm-test", Settings(otlp_endpoint=collector))
+    with provider.get_tracer("test").start_as_current_span("referral routed"):
+        pass
+    assert provider.force_flush(timeout_millis=10_000)
+    provider.shutdown()
+
+    assert _Collector.received
+    path, content_type, length = _Collector.received[0]
+    assert path == "/v1/traces"
+    assert content_type == "application/x-protobuf"
+    assert length > 0
+
+
+def test_no_export_without_an_endpoint() -> None:
+    provider = tracer_provider("nrm-test", Settings())
+    assert not provider._active_span_processor._span_processors

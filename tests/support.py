@@ -1,0 +1,108 @@
+"""Building apps, tokens and databases for tests the same way the runner does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from gateway.keys import SigningKeys, issue_access_token
+from nrm import migrations
+from nrm.app import Runtime
+from nrm.auth import TokenVerifier
+from nrm.bus.base import Bus
+from nrm.db import Database
+from nrm.runner import migrations_dir
+from nrm.settings import Component, Settings
+from tests.infra import RUN_ID
+
+T = TypeVar("T")
+
+
+def verifier_for(keys: SigningKeys, settings: Settings) -> TokenVerifier:
+    return TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+
+def runtime_for(settings: Settings, bus: Bus, keys: SigningKeys) -> Runtime:
+    return Runtime(settings, bus, verifier_for(keys, settings))
+
+
+def bearer(
+    keys: SigningKeys,
+    settings: Settings,
+    *,
+    roles: Iterable[str] = ("admin",),
+    org: str = "org-operator",
+    subject: str = "user-1",
+) -> dict[str, str]:
+    token, _ = issue_access_token(
+        keys,
+        subject=subject,
+        org=org,
+        roles=roles,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and talk to it in-process."""
+    async with app.router.lifespan_context(app):
+        # Like a real server: an unhandled error is a 500 answer, not an exception here.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0, interval: float = 0.05
+) -> T:
+    """Poll until `probe` returns something other than None, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+
+
+class PostgresDatabases:
+    """Creates databases named after this test run, and drops them afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    async def create(self, label: str) -> str:
+        name = f"nrm_test_{RUN_ID}_{len(self.created)}_{label}"
+        await self._execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    async def drop_all(self) -> None:
+        for name in self.created:
+            await self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def _execute(self, statement: str) -> None:
+        dsn = self.admin_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+
+async def migrated_database(url: str, component: Component) -> Database:
+    db = Database(url)
+    await migrations.upgrade(db, migrations_dir(component))
+    return db
