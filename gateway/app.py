@@ -9,11 +9,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
+from gateway import routes, token
+from gateway.clientip import client_ip, trusted_networks
+from gateway.docs import install_docs
 from gateway.keys import SigningKeys
 from gateway.proxy import Upstreams, forward
+from gateway.ratelimit import create_limiter, install_rate_limits
+from gateway.security import install_security
+from gateway.throttle import SignInThrottle, ThrottlePolicy
 from nrm.app import Runtime, base_app
+from nrm.auth import current_principal
 from nrm.db import Database
 from nrm.health import health_router
+from nrm.outbox import OutboxRelay
+from nrm.settings import SERVICES
 from nrm.telemetry import instrument_app, instrument_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,19 +30,35 @@ PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> FastAPI:
+    limiter = create_limiter(runtime.settings)
+    trusted_proxies = trusted_networks(runtime.settings.trusted_proxies)
+
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(runtime.settings.database_url("gateway"))
         instrument_engine(db.engine, runtime.tracer_provider)
         app.state.db = db
         app.state.verifier = runtime.verifier
+        app.state.settings = runtime.settings
+        app.state.keys = keys
+        app.state.throttle = SignInThrottle(db, ThrottlePolicy())
+        app.state.trusted_proxies = trusted_proxies
+        app.state.bus = runtime.bus
+        # Identity changes (users, organisations) go out as events, for notify's recipients.
+        relay = OutboxRelay(db, runtime.bus)
+        db.session_info[OutboxRelay.WAKE] = relay.wake
+        relay.start()
         try:
             yield
         finally:
+            await relay.stop()
+            await limiter.aclose()
             await upstreams.aclose()
             await db.dispose()
 
     app = base_app("Open NRM", lifespan=lifespan)
     app.include_router(health_router())
+    app.include_router(token.router)
+    app.include_router(routes.router)  # before the proxy: /api/v1/gateway is the gateway's own
 
     @app.get("/.well-known/jwks.json", tags=["identity"])
     async def jwks() -> dict[str, Any]:
@@ -47,13 +72,24 @@ def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> 
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "token_endpoint": f"{base}/auth/token",
             "grant_types_supported": ["client_credentials", "password"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "client_secret_basic",
+            ],
             "id_token_signing_alg_values_supported": ["RS256"],
         }
 
     @app.api_route("/api/v1/{service}/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def proxy(service: str, path: str, request: Request) -> StreamingResponse:
-        return await forward(request, upstreams.client(service))
+        if "authorization" in request.headers:
+            # A bad token stops here; a good one is passed on and verified again.
+            await current_principal(request)
+        caller_ip = client_ip(request.scope, trusted_proxies)
+        return await forward(request, upstreams.client(service), caller_ip=caller_ip)
 
+    install_docs(app, upstreams, SERVICES)
+    # Innermost first: limits run before any route; CORS and the headers wrap even a 429.
+    install_rate_limits(app, runtime.settings, limiter, runtime.verifier)
+    install_security(app, runtime.settings)
     instrument_app(app, runtime.tracer_provider)
     return app

@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
 
 from nrm.auth import MIN_RSA_BITS
+from nrm.clock import utcnow
 from nrm.settings import InsecureConfiguration, Settings
 
 ALGORITHM = "RS256"
@@ -32,10 +33,6 @@ GENERATED_KEY_BITS = 2048
 RETIRING_FILE = "retiring.json"
 
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def generate_key() -> rsa.RSAPrivateKey:
@@ -82,7 +79,7 @@ class SigningKeys:
         current: rsa.RSAPrivateKey,
         *,
         directory: Path | None = None,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self._current = _Key.of(current)
         self._older: list[_Key] = []
@@ -90,7 +87,7 @@ class SigningKeys:
         self._clock = clock
 
     @classmethod
-    def load(cls, settings: Settings, *, clock: Clock = _utcnow) -> SigningKeys:
+    def load(cls, settings: Settings, *, clock: Clock = utcnow) -> SigningKeys:
         if settings.signing_key_file is not None:
             return cls(_read_private_key(settings.signing_key_file), clock=clock)
         if settings.env == "prod":
@@ -193,7 +190,7 @@ def issue_access_token(
     now: datetime | None = None,
 ) -> tuple[str, int]:
     """A signed access token and its lifetime in seconds (the OAuth `expires_in`)."""
-    issued_at = int((now or _utcnow()).timestamp())
+    issued_at = int((now or utcnow()).timestamp())
     expires_in = int(ttl.total_seconds())
     claims = {
         "iss": issuer,

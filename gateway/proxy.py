@@ -64,16 +64,15 @@ def _end_to_end(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-def _forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
+def _forwarded_headers(request: Request, request_id: str, caller_ip: str) -> list[tuple[str, str]]:
     # The caller's own forwarding claims and request id are replaced, not trusted.
     headers = [
         (k, v)
         for k, v in _end_to_end(request.headers)
         if not k.lower().startswith("x-forwarded-") and k.lower() != REQUEST_ID
     ]
-    client_host = request.client.host if request.client else "unknown"
     headers += [
-        ("x-forwarded-for", client_host),
+        ("x-forwarded-for", caller_ip),
         ("x-forwarded-proto", request.url.scheme),
         ("x-forwarded-host", request.headers.get("host", "")),
         (REQUEST_ID, request_id),
@@ -84,13 +83,15 @@ def _forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str
     return headers
 
 
-async def forward(request: Request, client: httpx.AsyncClient) -> StreamingResponse:
+async def forward(
+    request: Request, client: httpx.AsyncClient, *, caller_ip: str
+) -> StreamingResponse:
     request_id = request.headers.get(REQUEST_ID) or str(uuid.uuid4())
     upstream_request = client.build_request(
         request.method,
         request.url.path,
         params=request.url.query,
-        headers=_forwarded_headers(request, request_id),
+        headers=_forwarded_headers(request, request_id, caller_ip),
         content=request.stream(),
     )
     try:

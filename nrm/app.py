@@ -9,7 +9,7 @@ never at import.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,9 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     handlers: Mapping[type[Event], EventHandler] = field(default_factory=dict)
     demo: DemoLoader | None = None
+    # Long-running work beside the requests (schedulers, delivery workers): each is entered
+    # after the database, relay and consumer are up, and left before they close.
+    background: Sequence[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = ()
 
     @property
     def prefix(self) -> str:
@@ -94,12 +97,16 @@ def create_service_app(service: ServiceDefinition, runtime: Runtime) -> FastAPI:
         app.state.db = db
         app.state.bus = runtime.bus
         app.state.verifier = runtime.verifier
+        app.state.settings = runtime.settings
         if service.handlers:
             consumer = EventConsumer(service.name, db, service.handlers)
             await runtime.bus.consume(consumer.subscription, consumer)
         relay.start()
         try:
-            yield
+            async with AsyncExitStack() as workers:
+                for worker in service.background:
+                    await workers.enter_async_context(worker(app))
+                yield
         finally:
             await relay.stop()
             await db.dispose()

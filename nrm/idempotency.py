@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -24,6 +24,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.auth import CurrentPrincipal, Principal
+from nrm.clock import as_utc, utcnow
 from nrm.db import Database
 from nrm.errors import BadRequest, Conflict, Invalid
 
@@ -32,10 +33,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 LEASE = timedelta(seconds=60)
 M = TypeVar("M", bound=BaseModel)
 MAX_KEY_LENGTH = 255
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -47,7 +44,7 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(sa_type=String(64))
     status_code: int | None = Field(default=None, sa_type=Integer)
     response_body: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     lease_until: datetime = Field(sa_type=DateTime(timezone=True))
 
 
@@ -92,7 +89,7 @@ def _request_hash(method: str, path: str, body: bytes) -> str:
 
 
 async def _claim(db: Database, scope: str, key: str, request_hash: str) -> None:
-    now = _utcnow()
+    now = utcnow()
     async with db.transaction() as session:
         record = await session.get(IdempotencyRecord, (scope, key))
         if record is None:
@@ -110,7 +107,7 @@ async def _claim(db: Database, scope: str, key: str, request_hash: str) -> None:
             raise Invalid("This Idempotency-Key was used with a different request.")
         if record.status_code is not None and record.response_body is not None:
             raise ReplayedResponse(record.status_code, record.response_body)
-        if _aware(record.lease_until) > now:
+        if as_utc(record.lease_until) > now:
             raise Conflict("A request with this Idempotency-Key is in progress.")
         record.lease_until = now + LEASE  # the first attempt died without committing: take over
         session.add(record)
@@ -126,11 +123,6 @@ async def _release(db: Database, scope: str, key: str) -> None:
                 IdempotencyRecord.status_code.is_(None),  # type: ignore[union-attr]
             )
         )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _begin(request: Request, principal: Principal, *, required: bool) -> Idempotency:

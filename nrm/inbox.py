@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Delivery, Rejected, Subscription
+from nrm.clock import utcnow
 from nrm.db import Database
 from nrm.events import Envelope, Event, MalformedEvent, parse_data, parse_envelope
 
@@ -23,17 +24,13 @@ tracer = trace.get_tracer(__name__)
 EventHandler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class InboxMessage(SQLModel, table=True):
     __tablename__ = "inbox"
 
     consumer: str = Field(primary_key=True, max_length=100)
     event_id: str = Field(primary_key=True, max_length=100)
     type: str = Field(sa_type=String(200))
-    received_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+    received_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
 class EventConsumer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from opentelemetry import propagate
 from sqlalchemy import DateTime, Index, Integer, String, Text
@@ -18,14 +18,11 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Bus, PublishFailed
+from nrm.clock import utcnow
 from nrm.db import Database, after_commit
 from nrm.events import Event, envelope_for
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -35,8 +32,8 @@ class OutboxMessage(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     type: str = Field(sa_type=String(200))
     body: str = Field(sa_type=Text)
-    created_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
-    next_attempt_at: datetime = Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     published_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     attempts: int = Field(default=0, sa_type=Integer)
     last_error: str | None = Field(default=None, sa_type=String(500))
@@ -122,7 +119,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """One pass: publish a batch of due rows; returns how many were published."""
-        now = _utcnow()
+        now = utcnow()
         published = 0
         async with self.db.transaction() as session:
             due = (
@@ -141,7 +138,7 @@ class OutboxRelay:
                 except PublishFailed as exc:
                     self._postpone(message, now, exc)
                     continue
-                message.published_at = _utcnow()
+                message.published_at = utcnow()
                 published += 1
         return published
 

@@ -19,10 +19,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway import app as gateway_app
+from gateway import demo as gateway_demo
 from gateway.keys import SigningKeys
 from gateway.proxy import Upstreams
 from nrm import migrations
-from nrm.app import Runtime, ServiceDefinition, create_service_app
+from nrm.app import DemoLoader, Runtime, ServiceDefinition, create_service_app
 from nrm.auth import JwksClient, KeySource, TokenVerifier
 from nrm.bus import Bus, create_bus
 from nrm.db import Database
@@ -61,14 +62,14 @@ async def migrate(settings: Settings, components: Iterable[Component]) -> None:
 async def load_demo(settings: Settings) -> list[str]:
     if settings.env == "prod":
         raise InsecureConfiguration("Demo data is for development only (NRM_ENV=prod).")
+    loaders: list[tuple[Component, DemoLoader]] = [("gateway", gateway_demo.load)]
+    loaders += [(d.name, d.demo) for d in service_definitions().values() if d.demo is not None]
     loaded: list[str] = []
-    for definition in service_definitions().values():
-        if definition.demo is None:
-            continue
-        db = Database(settings.database_url(definition.name))
+    for component, load in loaders:
+        db = Database(settings.database_url(component))
         try:
             async with db.transaction() as session:
-                loaded += await definition.demo(session)
+                loaded += await load(session)
         finally:
             await db.dispose()
     return loaded
@@ -109,11 +110,16 @@ def build_verifier(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         algorithms=settings.jwt_algorithms,
+        roles_claim=settings.jwt_roles_claim,
+        org_claim=settings.jwt_org_claim,
     )
 
 
 async def _serve(app: FastAPI, host: str, port: int) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    # proxy_headers off: which X-Forwarded-For to believe is NRM_TRUSTED_PROXIES' call alone.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, lifespan="on", proxy_headers=False
+    )
     await uvicorn.Server(config).serve()
 
 
@@ -197,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
                 chosen = COMPONENTS if args.component == "all" else (args.component,)
                 asyncio.run(migrate(settings, chosen))
             case "demo":
-                for item in asyncio.run(load_demo(settings)) or ["nothing to load yet"]:
+                asyncio.run(migrate(settings, COMPONENTS))
+                for item in asyncio.run(load_demo(settings)):
                     print(item)
     except InsecureConfiguration as exc:
         print(f"nrm: refusing to start: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -47,12 +48,35 @@ class Settings(BaseSettings):
     jwt_issuer: str = DEFAULT_ISSUER
     jwt_audience: str = DEFAULT_AUDIENCE
     jwt_algorithms: list[str] = ["RS256"]
+    # Where roles and the organisation sit in an external provider's tokens, e.g.
+    # Keycloak: NRM_JWT_ROLES_CLAIM=realm_access.roles.
+    jwt_roles_claim: str = "roles"
+    jwt_org_claim: str = "org"
+    token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     # The gateway's RSA signing key (PEM). Unset in dev: one is generated under data_dir.
     signing_key_file: Path | None = None
 
     otlp_endpoint: str | None = None
     redis_url: str | None = None
     notify_webhook_allowlist: str = ""
+
+    # Gateway token buckets: sustained requests per second and burst; 0 turns one off.
+    rate_limit_per_ip: float = Field(default=20.0, ge=0)
+    rate_limit_ip_burst: int = Field(default=40, ge=0)
+    rate_limit_per_client: float = Field(default=50.0, ge=0)
+    rate_limit_client_burst: int = Field(default=100, ge=0)
+    # Stricter, per IP, on /auth/token: every try there costs a password hash.
+    rate_limit_token_per_ip: float = Field(default=1.0, ge=0)
+    rate_limit_token_burst: int = Field(default=20, ge=0)
+    rate_limit_prefix: str = "nrm:rl:"
+    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For the gateway believes.
+    trusted_proxies: str = ""
+    # Comma-separated browser origins allowed to call the API (CORS); empty: none.
+    cors_origins: str = ""
+
+    @property
+    def token_ttl(self) -> timedelta:
+        return timedelta(seconds=self.token_ttl_seconds)
 
     def database_url(self, component: Component) -> str:
         configured: str | None = getattr(self, f"{component}_database_url")

@@ -1,9 +1,8 @@
 """Events notify consumes, routed by a plain dict."""
 
-from datetime import UTC, datetime
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nrm.clock import utcnow
 from nrm.events import Envelope, Event
 from nrm.inbox import EventHandler
 from services.intake.events import DiagnosticPinged
@@ -16,7 +15,7 @@ async def record_ping(session: AsyncSession, event: DiagnosticPinged, envelope: 
             ping_id=str(event.ping_id),
             source_org=event.org_id,
             sent_at=envelope.time,
-            received_at=datetime.now(UTC),
+            received_at=utcnow(),
         )
     )
 

@@ -1,12 +1,12 @@
 """Notify's API bodies."""
 
-from datetime import datetime
-
 from pydantic import BaseModel
+
+from nrm.clock import UtcDatetime
 
 
 class PingReceiptPublic(BaseModel):
     ping_id: str
     source_org: str
-    sent_at: datetime
-    received_at: datetime
+    sent_at: UtcDatetime
+    received_at: UtcDatetime

@@ -20,7 +20,7 @@ from gateway.proxy import Upstreams
 from nrm.bus import InMemoryBus
 from nrm.runner import migrate
 from nrm.settings import Settings
-from tests.support import runtime_for, serving
+from tests.support import bearer, runtime_for, serving
 
 
 def _echo_app() -> FastAPI:
@@ -85,13 +85,14 @@ async def gateway(
 
 
 async def test_request_reaches_the_service_with_path_query_body_and_token(
-    gateway: httpx.AsyncClient,
+    gateway: httpx.AsyncClient, settings: Settings, signing_keys: SigningKeys
 ) -> None:
+    token = bearer(signing_keys, settings)["Authorization"]
     answer = await gateway.post(
         "/api/v1/intake/cases?limit=5",
         content=b"x" * 100_000,
         headers={
-            "Authorization": "Bearer t0ken",
+            "Authorization": token,
             "Connection": "keep-alive, X-Secret-Hop",
             "X-Secret-Hop": "for the next hop only",
         },
@@ -101,7 +102,7 @@ async def test_request_reaches_the_service_with_path_query_body_and_token(
     assert echoed["path"] == "/api/v1/intake/cases"
     assert echoed["query"] == "limit=5"
     assert echoed["body_length"] == 100_000
-    assert echoed["headers"]["authorization"] == "Bearer t0ken"
+    assert echoed["headers"]["authorization"] == token
     assert "x-secret-hop" not in echoed["headers"], "headers named in Connection are hop-by-hop"
     assert echoed["headers"]["x-forwarded-proto"] == "http"
     assert echoed["headers"]["x-forwarded-for"]
@@ -135,4 +136,10 @@ async def test_service_too_slow_is_504_not_a_hang(gateway: httpx.AsyncClient) ->
     # The stand-in answers 200 after 2 s; the gateway's client gives up after 0.5 s.
     answer = await gateway.get("/api/v1/intake/slow")
     assert answer.status_code == 504
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_bad_token_is_refused_at_the_gateway(gateway: httpx.AsyncClient) -> None:
+    answer = await gateway.get("/api/v1/intake/x", headers={"Authorization": "Bearer t0ken"})
+    assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
