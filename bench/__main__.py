@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from bench import outbox
+from bench import gateway, outbox
 
 
 def main() -> None:
@@ -14,6 +14,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--postgres-url", default=None, help="an empty, writable database")
     parser.add_argument("--broker-url", default=None, help="amqp URL of a scratch vhost")
+    parser.add_argument("--concurrency", type=int, default=16, help="gateway bench workers")
+    parser.add_argument("--seconds", type=float, default=5.0, help="gateway bench, per target")
     args = parser.parse_args()
 
     setups = {"embedded (SQLite, in-memory bus)": (None, None)}
@@ -24,6 +26,8 @@ def main() -> None:
     for name, (database_url, broker_url) in setups.items():
         result = asyncio.run(outbox.run(args.events, database_url, broker_url))
         print(json.dumps({"bench": "outbox vs direct publish", "setup": name, **result}))
+    for line in gateway.run(args.concurrency, args.seconds):
+        print(json.dumps({"bench": "gateway vs raw token check", **line}))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from nrm.idempotency import ReplayedResponse
 from nrm.inbox import EventConsumer, EventHandler, subscription_of
 from nrm.outbox import OutboxRelay
 from nrm.settings import Component, Settings
-from nrm.telemetry import instrument_app, instrument_engine
+from nrm.telemetry import RequestLogMiddleware, instrument_app, instrument_engine
 
 DemoLoader = Callable[[AsyncSession], Awaitable[list[str]]]
 
@@ -79,6 +79,7 @@ def base_app(
         redoc_url=None,
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
 
     async def replay(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ReplayedResponse)

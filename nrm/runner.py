@@ -31,7 +31,6 @@ from nrm.settings import COMPONENTS, SERVICES, Component, InsecureConfiguration,
 from nrm.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 log = logging.getLogger("nrm")
-UPSTREAM_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 def service_definitions() -> dict[Component, ServiceDefinition]:
@@ -118,7 +117,16 @@ def build_verifier(
 async def _serve(app: FastAPI, host: str, port: int) -> None:
     # proxy_headers off: which X-Forwarded-For to believe is NRM_TRUSTED_PROXIES' call alone.
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, lifespan="on", proxy_headers=False
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=False,
+        # Each request starts from an empty context: after a body over 64 KiB, asyncio
+        # otherwise hands the next request on the connection the previous one's span
+        # (CPython #140947), and traces and log lines name the wrong request.
+        reset_contextvars=True,
     )
     await uvicorn.Server(config).serve()
 
@@ -141,7 +149,7 @@ async def up(settings: Settings, *, host: str, port: int, demo: bool) -> None:
             clients[name] = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                 base_url=f"http://{name}.internal",
-                timeout=UPSTREAM_TIMEOUT,
+                timeout=upstream_timeout(settings),
             )
         # Consumers stop before the services' databases close.
         stack.push_async_callback(bus.close)
@@ -168,9 +176,14 @@ async def serve(settings: Settings, component: Component, *, host: str, port: in
     shutdown_tracing(provider)
 
 
+def upstream_timeout(settings: Settings) -> httpx.Timeout:
+    seconds = settings.upstream_timeout_seconds
+    return httpx.Timeout(seconds, connect=min(5.0, seconds))
+
+
 def _http_upstreams(settings: Settings) -> Upstreams:
     clients: dict[str, httpx.AsyncClient] = {
-        name: httpx.AsyncClient(base_url=url, timeout=UPSTREAM_TIMEOUT)
+        name: httpx.AsyncClient(base_url=url, timeout=upstream_timeout(settings))
         for name in SERVICES
         if (url := settings.service_url(name))
     }

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     fund_url: str | None = None
     notify_url: str | None = None
 
+    # How long the gateway waits for a service's answer before answering 504.
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+
     jwks_url: str | None = None
     jwt_issuer: str = DEFAULT_ISSUER
     jwt_audience: str = DEFAULT_AUDIENCE
