@@ -27,6 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("component", choices=(*COMPONENTS, "all"))
 
     commands.add_parser("demo", help="load the demo data set (idempotent)")
+
+    intake = commands.add_parser("intake", help="intake maintenance")
+    intake_commands = intake.add_subparsers(dest="intake_command", required=True)
+    intake_commands.add_parser(
+        "verify-log", help="check every case's access-log hash chain; report the first break"
+    )
+    intake_commands.add_parser(
+        "rewrap", help="re-wrap case data keys still under an older master key"
+    )
     return parser
 
 

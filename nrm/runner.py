@@ -181,6 +181,36 @@ def upstream_timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(5.0, seconds))
 
 
+async def intake_maintenance(settings: Settings, command: str) -> int:
+    from services.intake import accesslog, queries
+    from services.intake.config import IntakeSettings
+    from services.intake.crypto import load_keyring
+
+    db = Database(settings.database_url("intake"))
+    try:
+        if command == "verify-log":
+            async with db.transaction() as session:
+                broken = await accesslog.verify(session)
+            if broken is None:
+                print("access log: every chain holds")
+                return 0
+            print(f"access log broken: case {broken.case_id}, entry {broken.seq}: {broken.problem}")
+            return 1
+        intake = IntakeSettings()
+        keyring = load_keyring(settings, intake.master_keys, intake.index_key)
+        total = 0
+        while True:
+            async with db.transaction() as session:
+                moved = await queries.rewrap(session, keyring)
+            total += moved
+            if not moved:
+                break
+        print(f"re-wrapped {total} case keys under {keyring.current_kid}")
+        return 0
+    finally:
+        await db.dispose()
+
+
 def _http_upstreams(settings: Settings) -> Upstreams:
     clients: dict[str, httpx.AsyncClient] = {
         name: httpx.AsyncClient(base_url=url, timeout=upstream_timeout(settings))
@@ -215,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             case "migrate":
                 chosen = COMPONENTS if args.component == "all" else (args.component,)
                 asyncio.run(migrate(settings, chosen))
+            case "intake":
+                return asyncio.run(intake_maintenance(settings, args.intake_command))
             case "demo":
                 asyncio.run(migrate(settings, COMPONENTS))
                 for item in asyncio.run(load_demo(settings)):

@@ -1,14 +1,300 @@
-"""Intake's domain logic."""
+"""Intake's domain logic: register, read, change, close and erase cases.
+
+Every function takes the request's session; the caller's transaction commits. Every
+touch of personal data appends to the case's access log in the same transaction.
+"""
+
+from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nrm.auth import Principal
+from nrm.clock import utcnow
+from nrm.errors import Conflict, Forbidden, NotFound
 from nrm.outbox import record_event
-from services.intake.events import DiagnosticPinged
+from services.intake import access, crypto
+from services.intake.accesslog import record_access
+from services.intake.crypto import Keyring
+from services.intake.events import (
+    CaseClosed,
+    CaseErased,
+    CaseRegistered,
+    CaseUpdated,
+    ConsentWithdrawn,
+    DiagnosticPinged,
+)
+from services.intake.models import Case, Consent, Grant
+from services.intake.schemas import (
+    CaseCreate,
+    CaseFacts,
+    CaseUpdate,
+    ConsentIn,
+    Flags,
+    Person,
+    Situation,
+)
+from services.intake.triage import triage
 
 
 def send_ping(session: AsyncSession, *, org_id: str) -> uuid.UUID:
     ping_id = uuid.uuid4()
     record_event(session, DiagnosticPinged(ping_id=ping_id, org_id=org_id))
     return ping_id
+
+
+def _indexes(keyring: Keyring, person: Person) -> tuple[str | None, str | None]:
+    name_index = None
+    if person.given_name and person.family_name and person.birth_date:
+        name_index = keyring.blind_index(
+            person.given_name, person.family_name, person.birth_date.isoformat()
+        )
+    document_index = None
+    if person.document and person.document.number:
+        document_index = keyring.blind_index(
+            person.document.type, person.document.issuing_country or "", person.document.number
+        )
+    return name_index, document_index
+
+
+def _seal(keyring: Keyring, case: Case, private: dict[str, Any]) -> None:
+    if case.wrapped_key is None or case.key_id is None:
+        data_key = crypto.new_data_key()
+        case.key_id, case.wrapped_key = keyring.wrap(data_key, case.id)
+    else:
+        data_key = keyring.unwrap(case.key_id, case.wrapped_key, case.id)
+    case.sealed = crypto.seal_fields(data_key, private, case.id)
+
+
+def open_private(keyring: Keyring, case: Case) -> dict[str, Any]:
+    if case.sealed is None or case.wrapped_key is None or case.key_id is None:
+        return {}
+    data_key = keyring.unwrap(case.key_id, case.wrapped_key, case.id)
+    return crypto.open_fields(data_key, case.sealed, case.id)
+
+
+def _apply_person(keyring: Keyring, case: Case, person: Person) -> dict[str, Any]:
+    case.gender = person.gender
+    case.age_band = person.age_band()
+    case.region = person.location.region
+    case.language = person.languages[0] if person.languages else None
+    case.name_index, case.document_index = _indexes(keyring, person)
+    return {**person.model_dump(mode="json"), "age_band": case.age_band}
+
+
+def _retriage(case: Case, facts: CaseFacts) -> None:
+    result = triage(facts)
+    case.urgency, case.urgency_rule, case.sensitivity = (
+        result.urgency,
+        result.rule,
+        result.sensitivity,
+    )
+    case.is_child = facts.is_child
+
+
+def _consent(case_id: str, body: ConsentIn, principal: Principal) -> Consent:
+    return Consent(
+        id=str(uuid.uuid4()),
+        case_id=case_id,
+        scopes=sorted(set(body.scopes)),
+        method=body.method,
+        language=body.language,
+        recorded_by=principal.subject,
+        recorded_at=body.recorded_at or utcnow(),
+    )
+
+
+async def register_case(
+    session: AsyncSession, keyring: Keyring, principal: Principal, body: CaseCreate
+) -> Case:
+    situation_codes = body.situation.model_dump(mode="json", exclude={"narrative"})
+    case = Case(
+        id=str(uuid.uuid4()),
+        org_id=principal.org,
+        created_by=principal.subject,
+        case_type=body.case_type,
+        channel=body.channel,
+        urgency="normal",
+        urgency_rule="",
+        sensitivity=[],
+        needs=sorted(set(body.needs)),
+        gender="unknown",
+        age_band="unknown",
+        is_child=False,
+        flags=body.flags.model_dump(),
+        situation_codes=situation_codes,
+    )
+    person = _apply_person(keyring, case, body.person)
+    _retriage(case, body.facts())
+    _seal(keyring, case, {"person": person, "narrative": body.situation.narrative})
+    session.add(case)
+    consent = _consent(case.id, body.consent, principal)
+    session.add(consent)
+    record_access(session, case, principal, action="register", projection="owner", reason=None)
+    record_event(
+        session,
+        CaseRegistered(
+            case_id=uuid.UUID(case.id),
+            org_id=case.org_id,
+            case_type=body.case_type,
+            urgency=case.urgency,
+            sensitivity=case.sensitivity,
+            needs=body.needs,
+            region=case.region,
+            language=case.language,
+            gender=body.person.gender,
+            age_band=body.person.age_band(),
+            is_child=case.is_child,
+            consent_scopes=consent.scopes,
+        ),
+    )
+    return case
+
+
+async def read_case(
+    session: AsyncSession, keyring: Keyring, principal: Principal, case_id: str, reason: str | None
+) -> tuple[Case, access.Projection, dict[str, Any]]:
+    case, projection = await access.visible_case(session, case_id, principal, for_update=True)
+    private = open_private(keyring, case) if projection != "auditor" else {}
+    record_access(session, case, principal, action="read", projection=projection, reason=reason)
+    return case, projection, private
+
+
+async def _owned_case(session: AsyncSession, case_id: str, principal: Principal) -> Case:
+    case, projection = await access.visible_case(session, case_id, principal, for_update=True)
+    if projection != "owner":
+        raise Forbidden("Only the registering organisation may change a case.")
+    if case.status != "open":
+        raise Conflict(f"The case is {case.status}.")
+    return case
+
+
+async def update_case(
+    session: AsyncSession,
+    keyring: Keyring,
+    principal: Principal,
+    case_id: str,
+    body: CaseUpdate,
+    reason: str | None,
+) -> Case:
+    case = await _owned_case(session, case_id, principal)
+    private = open_private(keyring, case)
+    person = body.person or Person.model_validate(
+        {k: v for k, v in private.get("person", {}).items() if k != "age_band"}
+    )
+    situation = body.situation or Situation.model_validate(
+        {**case.situation_codes, "narrative": private.get("narrative")}
+    )
+    flags = body.flags or Flags.model_validate(case.flags)
+    changed = sorted(name for name, value in body.model_dump(exclude_unset=True).items() if value)
+    facts = CaseCreate(
+        case_type=case.case_type,
+        channel=case.channel,
+        person=person,
+        situation=situation,
+        flags=flags,
+        is_child=body.is_child if body.is_child is not None else (case.is_child or None),
+        consent=ConsentIn(scopes=["assistance"], method="verbal", language="en"),
+    ).facts()
+    private = {**private, "person": _apply_person(keyring, case, person)}
+    private["narrative"] = situation.narrative
+    case.situation_codes = situation.model_dump(mode="json", exclude={"narrative"})
+    case.flags = flags.model_dump()
+    if body.needs is not None:
+        case.needs = sorted(set(body.needs))
+    _retriage(case, facts)
+    if body.urgency_override is not None:
+        case.urgency, case.urgency_rule = body.urgency_override.urgency, "officer_override"
+        private["urgency_override_reason"] = body.urgency_override.reason
+    _seal(keyring, case, private)
+    case.updated_at = utcnow()
+    action = "triage_override" if body.urgency_override else "update"
+    record_access(session, case, principal, action=action, projection="owner", reason=reason)
+    record_event(
+        session,
+        CaseUpdated(
+            case_id=uuid.UUID(case.id),
+            org_id=case.org_id,
+            changed=changed,
+            urgency=case.urgency,
+            sensitivity=case.sensitivity,
+            needs=case.needs,
+        ),
+    )
+    return case
+
+
+async def add_consent(
+    session: AsyncSession, principal: Principal, case_id: str, body: ConsentIn
+) -> Consent:
+    case = await _owned_case(session, case_id, principal)
+    consent = _consent(case.id, body, principal)
+    session.add(consent)
+    record_access(session, case, principal, action="consent", projection="owner", reason=None)
+    return consent
+
+
+async def withdraw_consent(
+    session: AsyncSession, principal: Principal, case_id: str, consent_id: str
+) -> Consent:
+    case = await _owned_case(session, case_id, principal)
+    consent = await session.get(Consent, consent_id)
+    if consent is None or consent.case_id != case.id:
+        raise NotFound("No such consent.")
+    if consent.withdrawn_at is not None:
+        raise Conflict("This consent is already withdrawn.")
+    consent.withdrawn_at, consent.withdrawn_by = utcnow(), principal.subject
+    session.add(consent)
+    await _revoke_grants(session, case.id, consent.scopes)
+    record_access(session, case, principal, action="withdraw", projection="owner", reason=None)
+    record_event(
+        session,
+        ConsentWithdrawn(
+            case_id=uuid.UUID(case.id),
+            org_id=case.org_id,
+            consent_id=uuid.UUID(consent.id),
+            scopes=consent.scopes,
+        ),
+    )
+    return consent
+
+
+async def _revoke_grants(session: AsyncSession, case_id: str, scopes: list[str]) -> None:
+    everything = "assistance" in scopes
+    for grant in await _grants(session, case_id):
+        if everything or f"referral:{grant.service_type}" in scopes:
+            grant.active, grant.changed_at = False, utcnow()
+            session.add(grant)
+
+
+async def _grants(session: AsyncSession, case_id: str) -> list[Grant]:
+    return list((await session.exec(select(Grant).where(Grant.case_id == case_id))).all())
+
+
+async def close_case(
+    session: AsyncSession, principal: Principal, case_id: str, reason: str
+) -> Case:
+    case = await _owned_case(session, case_id, principal)
+    case.status, case.closed_reason, case.updated_at = "closed", reason, utcnow()
+    record_access(session, case, principal, action="close", projection="owner", reason=None)
+    record_event(session, CaseClosed(case_id=uuid.UUID(case.id), org_id=case.org_id, reason=reason))
+    return case
+
+
+async def erase_case(
+    session: AsyncSession, principal: Principal, case_id: str, reason: str
+) -> None:
+    """Crypto-shredding: the data key goes, so every copy of the sealed data is unreadable."""
+    case = await session.get(Case, case_id, with_for_update=True)
+    if case is None or case.status == "erased":
+        raise NotFound("No such case.")
+    case.sealed = case.wrapped_key = case.key_id = None
+    case.name_index = case.document_index = None
+    case.situation_codes, case.flags = {}, {}
+    case.status, case.closed_reason, case.updated_at = "erased", reason, utcnow()
+    await _revoke_grants(session, case.id, ["assistance"])
+    record_access(session, case, principal, action="erase", projection="none", reason=reason)
+    record_event(session, CaseErased(case_id=uuid.UUID(case.id), org_id=case.org_id, reason=reason))

@@ -103,7 +103,7 @@ async def test_event_of_a_type_it_does_not_handle_is_acknowledged_quietly(
     settings: Settings,
 ) -> None:
     class SomethingElse(Event):
-        type = "nrm.fund.source.low_balance.v1"
+        type = "nrm.testing.nothing.happened.v1"
         source_id: str
 
     db = await _notify_db(settings)
