@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from bench import gateway, outbox
+from bench import gateway, intake, outbox
 
 
 def main() -> None:
@@ -16,6 +16,7 @@ def main() -> None:
     parser.add_argument("--broker-url", default=None, help="amqp URL of a scratch vhost")
     parser.add_argument("--concurrency", type=int, default=16, help="gateway bench workers")
     parser.add_argument("--seconds", type=float, default=5.0, help="gateway bench, per target")
+    parser.add_argument("--cases", type=int, default=200, help="registrations to time")
     args = parser.parse_args()
 
     setups = {"embedded (SQLite, in-memory bus)": (None, None)}
@@ -26,6 +27,8 @@ def main() -> None:
     for name, (database_url, broker_url) in setups.items():
         result = asyncio.run(outbox.run(args.events, database_url, broker_url))
         print(json.dumps({"bench": "outbox vs direct publish", "setup": name, **result}))
+    for line in intake.main(args.cases, args.postgres_url):
+        print(json.dumps(line))
     for line in gateway.run(args.concurrency, args.seconds):
         print(json.dumps({"bench": "gateway vs raw token check", **line}))
 
