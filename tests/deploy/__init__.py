@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
-from nrm.settings import Component, Settings
+from nrm.settings import SERVICES, Component, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +23,22 @@ _NRM_NAME = re.compile(r"\bNRM_[A-Z0-9_]+\b")
 
 
 def settings_env_names() -> frozenset[str]:
-    return frozenset(f"NRM_{name.upper()}" for name in Settings.model_fields)
+    """Every variable the kernel's Settings or a service's own settings (config.py) read."""
+    names = {f"NRM_{name.upper()}" for name in Settings.model_fields}
+    for service in SERVICES:
+        try:
+            module = importlib.import_module(f"services.{service}.config")
+        except ModuleNotFoundError:
+            continue
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseSettings)
+                and value is not BaseSettings
+            ):
+                prefix = str(value.model_config.get("env_prefix", ""))
+                names |= {f"{prefix}{name}".upper() for name in value.model_fields}
+    return frozenset(names)
 
 
 def unknown_nrm_names(text: str, allowed: Set[str] = frozenset()) -> set[str]:

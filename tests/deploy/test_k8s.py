@@ -27,6 +27,8 @@ OPERATOR_SECRETS = {
         f"NRM_{c.upper()}_DATABASE_URL": f"postgresql+asyncpg://{c}:pw@db.example:5432/{c}"
         for c in COMPONENTS
     },
+    "NRM_INTAKE_MASTER_KEYS": "k2026:" + "A" * 43 + "=",
+    "NRM_INTAKE_INDEX_KEY": "B" * 43 + "=",
 }
 
 
