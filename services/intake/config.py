@@ -1,6 +1,5 @@
 """Intake's own settings (NRM_INTAKE_*)."""
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,4 +10,3 @@ class IntakeSettings(BaseSettings):
     master_keys: str | None = None
     # 256-bit base64 HMAC key for the deduplication blind indexes.
     index_key: str | None = None
-    narrative_max_chars: int = Field(default=10_000, ge=100, le=100_000)
