@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.clientip import IpNetwork, client_ip, trusted_networks
-from nrm.auth import TokenVerifier
+from nrm.auth import TokenVerifier, verify_once
 from nrm.errors import TooManyRequests, Unauthorized, problem_response
 from nrm.settings import Settings
 
@@ -277,7 +277,7 @@ class RateLimitMiddleware:
             wanted.append((limits.token_per_ip, "token-ip", ip))
         if limits.per_client.enabled and (token := _bearer(scope)):
             try:
-                principal = await self._verifier.verify(token)
+                principal = await verify_once(scope.setdefault("state", {}), self._verifier, token)
             except Unauthorized:
                 pass  # Whether that is a 401 is the route's call; here it is just anonymous.
             else:

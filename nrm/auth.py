@@ -11,7 +11,7 @@ import base64
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -283,13 +283,35 @@ def _lookup(claims: Mapping[str, Any], path: Sequence[str]) -> Any:
     return value
 
 
+VERIFIED = "nrm.verified_token"
+
+
+async def verify_once(
+    state: MutableMapping[str, Any], verifier: TokenVerifier, token: str
+) -> Principal:
+    """Verify a request's token once, however many layers ask (rate limits, the proxy)."""
+    cached = state.get(VERIFIED)
+    if cached is not None and cached[0] == token:
+        if isinstance(cached[1], Unauthorized):
+            raise cached[1]
+        principal: Principal = cached[1]
+        return principal
+    try:
+        principal = await verifier.verify(token)
+    except Unauthorized as refused:
+        state[VERIFIED] = (token, refused)
+        raise
+    state[VERIFIED] = (token, principal)
+    return principal
+
+
 async def current_principal(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("A bearer token is required.")
-    verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(token)
+    state: MutableMapping[str, Any] = request.scope.setdefault("state", {})
+    return await verify_once(state, request.app.state.verifier, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -58,13 +58,15 @@ async def migrate(settings: Settings, components: Iterable[Component]) -> None:
         log.info("migrated %s", component)
 
 
-async def load_demo(settings: Settings) -> list[str]:
+async def load_demo(settings: Settings, components: Iterable[Component] = COMPONENTS) -> list[str]:
     if settings.env == "prod":
         raise InsecureConfiguration("Demo data is for development only (NRM_ENV=prod).")
     loaders: list[tuple[Component, DemoLoader]] = [("gateway", gateway_demo.load)]
     loaders += [(d.name, d.demo) for d in service_definitions().values() if d.demo is not None]
     loaded: list[str] = []
     for component, load in loaders:
+        if component not in components:
+            continue
         db = Database(settings.database_url(component))
         try:
             async with db.transaction() as session:

@@ -36,7 +36,7 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def prepare() -> None:
         await migrate(settings, ["gateway"])
-        await load_demo(settings)
+        await load_demo(settings, ["gateway"])
 
     asyncio.run(prepare())
     SigningKeys.load(settings)
@@ -277,8 +277,8 @@ async def test_lists_page_with_a_cursor(gateway: httpx.AsyncClient) -> None:
 async def test_demo_data_loads_idempotently(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     await migrate(settings, ["gateway"])
-    await load_demo(settings)
-    await load_demo(settings)
+    await load_demo(settings, ["gateway"])
+    await load_demo(settings, ["gateway"])
     db = Database(settings.database_url("gateway"))
     async with db.transaction() as session:
         users = (await session.exec(select(func.count()).select_from(User))).one()

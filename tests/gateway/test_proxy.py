@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from gateway.app import create_app
 from gateway.keys import SigningKeys
 from gateway.proxy import Upstreams
+from nrm.app import Runtime
+from nrm.auth import Principal, TokenVerifier
 from nrm.bus import InMemoryBus
 from nrm.runner import migrate
 from nrm.settings import Settings
@@ -143,3 +145,31 @@ async def test_a_bad_token_is_refused_at_the_gateway(gateway: httpx.AsyncClient)
     answer = await gateway.get("/api/v1/intake/x", headers={"Authorization": "Bearer t0ken"})
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_token_is_verified_once_per_request_at_the_gateway(
+    settings: Settings, signing_keys: SigningKeys, upstream_url: str
+) -> None:
+    calls = 0
+
+    class CountingVerifier(TokenVerifier):
+        async def verify(self, token: str) -> Principal:
+            nonlocal calls
+            calls += 1
+            return await super().verify(token)
+
+    await migrate(settings, ["gateway"])
+    bus = InMemoryBus()
+    await bus.connect()
+    verifier = CountingVerifier(
+        signing_keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    upstreams = Upstreams({"intake": httpx.AsyncClient(base_url=upstream_url)})
+    runtime = Runtime(settings, bus, verifier)
+    app = create_app(runtime, keys=signing_keys, upstreams=upstreams)
+    async with serving(app) as client:
+        answer = await client.get("/api/v1/intake/x", headers=bearer(signing_keys, settings))
+    await bus.close()
+
+    assert answer.status_code == 200
+    assert calls == 1, "the rate limiter and the proxy share one verification"
