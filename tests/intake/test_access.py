@@ -144,3 +144,66 @@ async def test_access_matrix_for_every_intake_endpoint(intake: Intake, caller: s
         if answer.status_code >= 400:
             assert answer.headers["content-type"] == "application/problem+json"
     assert answers == EXPECTED[caller]
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        ("owner", 201),
+        ("referred shelter", 403),
+        ("unrelated", 201),  # any intake officer registers for their own organisation
+        ("auditor", 403),
+        ("admin", 403),
+        ("no token", 401),
+    ],
+)
+async def test_who_may_register_a_case(intake: Intake, caller: str, expected: int) -> None:
+    from tests.intake.conftest import case_body
+
+    headers = intake.as_(*CALLERS[caller]) if caller in CALLERS else {}
+    answer = await intake.http.post(CASES, json=case_body(), headers=headers)
+    assert answer.status_code == expected
+
+
+@pytest.mark.parametrize(
+    ("caller", "sees"),
+    [
+        ("owner", True),
+        ("referred shelter", True),
+        ("unrelated", False),
+        ("auditor", True),
+        ("admin", False),
+    ],
+)
+async def test_lists_show_only_cases_the_caller_may_see(
+    intake: Intake, caller: str, sees: bool
+) -> None:
+    case_id = await intake.register()
+    await intake.referral_accepted(case_id, "shelter-khujand", "shelter")
+    listed = await intake.http.get(CASES, headers=intake.as_(*CALLERS[caller]))
+    assert listed.status_code == 200
+    assert (case_id in listed.text) is sees
+    assert "Zarrina" not in listed.text
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        ("owner", 200),
+        ("referred shelter", 403),
+        ("unrelated", 404),
+        ("auditor", 403),
+        ("admin", 403),
+        ("no token", 401),
+    ],
+)
+async def test_who_may_withdraw_consent(intake: Intake, caller: str, expected: int) -> None:
+    case_id = await intake.register()
+    await intake.referral_accepted(case_id, "shelter-khujand", "shelter")
+    view = (await intake.http.get(f"{CASES}/{case_id}", headers=intake.police)).json()
+    consent_id = view["consents"][0]["id"]
+    headers = intake.as_(*CALLERS[caller]) if caller in CALLERS else {}
+    answer = await intake.http.post(
+        f"{CASES}/{case_id}/consents/{consent_id}/withdraw", headers=headers
+    )
+    assert answer.status_code == expected
