@@ -29,6 +29,8 @@ OPERATOR_SECRETS = {
     },
     "NRM_INTAKE_MASTER_KEYS": "k2026:" + "A" * 43 + "=",
     "NRM_INTAKE_INDEX_KEY": "B" * 43 + "=",
+    "NRM_FUND_PAYEE_KEY": "C" * 43 + "=",
+    "NRM_NOTIFY_SECRET_KEY": "D" * 43 + "=",
 }
 
 
