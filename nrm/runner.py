@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from gateway import demo as gateway_demo
 from gateway.keys import SigningKeys
 from gateway.proxy import Upstreams
 from nrm import migrations
-from nrm.app import DemoLoader, Runtime, ServiceDefinition, create_service_app
+from nrm.app import DemoLoader, Runtime, ServiceDefinition
 from nrm.auth import JwksClient, KeySource, TokenVerifier
 from nrm.bus import Bus, create_bus
 from nrm.db import Database
@@ -40,6 +40,16 @@ def service_definitions() -> dict[Component, ServiceDefinition]:
     from services.referral.app import SERVICE as REFERRAL
 
     return {s.name: s for s in (INTAKE, REFERRAL, FUND, NOTIFY)}
+
+
+def service_factories() -> dict[Component, Callable[[Runtime], FastAPI]]:
+    """Each service's own app factory: it may add what only it needs (intake's keys)."""
+    from services.fund.app import create_app as fund
+    from services.intake.app import create_app as intake
+    from services.notify.app import create_app as notify
+    from services.referral.app import create_app as referral
+
+    return {"intake": intake, "referral": referral, "fund": fund, "notify": notify}
 
 
 def migrations_dir(component: Component) -> Path:
@@ -145,8 +155,8 @@ async def up(settings: Settings, *, host: str, port: int, demo: bool) -> None:
         bus = await stack.enter_async_context(connected_bus(settings, "nrm-up"))
         runtime = Runtime(settings, bus, build_verifier(settings, http, keys), provider)
         clients: dict[str, httpx.AsyncClient] = {}
-        for name, definition in service_definitions().items():
-            app = create_service_app(definition, runtime)
+        for name, create_app in service_factories().items():
+            app = create_app(runtime)
             await stack.enter_async_context(app.router.lifespan_context(app))
             clients[name] = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
@@ -173,7 +183,7 @@ async def serve(settings: Settings, component: Component, *, host: str, port: in
             app = gateway_app.create_app(runtime, keys=keys, upstreams=_http_upstreams(settings))
         else:
             runtime = Runtime(settings, bus, build_verifier(settings, http, None), provider)
-            app = create_service_app(service_definitions()[component], runtime)
+            app = service_factories()[component](runtime)
         await _serve(app, host, port)
     shutdown_tracing(provider)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,3 +93,90 @@ def wait_ready_with(client: httpx.Client, url: str, headers: dict[str, str]) -> 
         assert time.monotonic() < deadline, "the ping never reached notify"
         time.sleep(0.1)
     assert answer.status_code == 200, answer.text
+
+
+DEMO_USER_OF_ORG = {
+    "shelter-khujand": "provider.khujand",
+    "shelter-women-dushanbe": "caseworker.shelter",
+    "legal-aid-dushanbe": "provider.legal",
+    "hospital-dushanbe": "provider.medical",
+}
+
+
+def test_a_case_registered_through_nrm_up_reaches_a_shelter_that_sees_it(
+    tmp_path: Path,
+) -> None:
+    """The whole way, as a person would use `make run`: token, case, referral, accept, read."""
+    port = free_port()
+    env = {"NRM_DATA_DIR": str(tmp_path / "var")}
+    base = f"http://127.0.0.1:{port}"
+    with (
+        nrm_process("up", "--demo", "--port", str(port), env=env, log=tmp_path / "up.log") as up,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        wait_ready(f"{base}/readyz", timeout=60, process=up)
+
+        def login(username: str) -> dict[str, str]:
+            answer = http.post(
+                "/auth/token",
+                data={"grant_type": "password", "username": username, "password": "demo-password"},
+            )
+            assert answer.status_code == 200, answer.text
+            return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+        police = login("intake.police")
+        case = http.post(
+            "/api/v1/intake/cases",
+            headers=police,
+            json={
+                "case_type": "presumed_trafficking_victim",
+                "channel": "border",
+                "person": {
+                    "given_name": "Test",
+                    "gender": "female",
+                    "estimated_age": 24,
+                    "languages": ["tg"],
+                    "location": {"region": "TJ-SU"},
+                },
+                "needs": ["shelter"],
+                "consent": {
+                    "scopes": ["assistance", "referral:shelter"],
+                    "method": "verbal",
+                    "language": "tg",
+                },
+            },
+        )
+        assert case.status_code == 201, case.text
+        case_id = case.json()["id"]
+
+        referral = _eventually_json(
+            lambda: http.get(
+                "/api/v1/referral/referrals", params={"direction": "outgoing"}, headers=police
+            ),
+            lambda body: next((r for r in body["items"] if r["case_id"] == case_id), None),
+        )
+        provider = login(DEMO_USER_OF_ORG[referral["to_org"]])
+        accepted = http.post(
+            f"/api/v1/referral/referrals/{referral['id']}/accept", headers=provider
+        )
+        assert accepted.status_code == 200, accepted.text
+
+        view = _eventually_json(
+            lambda: http.get(f"/api/v1/intake/cases/{case_id}", headers=provider),
+            lambda body: body if body.get("projection") == "shelter" else None,
+        )
+        assert view["person"]["given_name"] == "Test"
+        notifications = http.get("/api/v1/notify/notifications", headers=provider).json()
+        assert notifications["items"], "the shelter was told of the referral"
+
+
+def _eventually_json(
+    fetch: Callable[[], httpx.Response], pick: Callable[[dict[str, Any]], Any]
+) -> Any:
+    deadline = time.monotonic() + 20
+    while True:
+        answer = fetch()
+        if answer.status_code == 200 and (found := pick(answer.json())) is not None:
+            return found
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
