@@ -75,10 +75,15 @@ def _checked_roles(roles: Iterable[str]) -> list[str]:
     return chosen
 
 
-async def _active_organization(session: AsyncSession, org_id: str) -> Organization:
+async def _active_organization(
+    session: AsyncSession, org_id: str, roles: Iterable[str]
+) -> Organization:
     organization = await session.get(Organization, org_id)
     if organization is None or not organization.active:
         raise Invalid("No such active organisation.")
+    # `admin` acts across every organisation: it belongs to the platform's operator only.
+    if "admin" in roles and organization.sector != "operator":
+        raise Invalid("The admin role is for the platform operator's staff only.")
     return organization
 
 
@@ -104,7 +109,8 @@ async def create_user(
     roles: Iterable[str],
     language: str,
 ) -> User:
-    await _active_organization(session, org_id)
+    roles = list(roles)
+    await _active_organization(session, org_id, roles)
     taken = await session.exec(select(User.id).where(User.username == username))
     if taken.first() is not None:
         raise Conflict("This username is taken.")
@@ -153,7 +159,8 @@ async def create_client(
     scopes: Iterable[str],
 ) -> tuple[ApiClient, str]:
     """A new API client and its secret, which is shown this once and stored only hashed."""
-    await _active_organization(session, org_id)
+    roles = list(roles)
+    await _active_organization(session, org_id, roles)
     if await session.get(ApiClient, client_id) is not None:
         raise Conflict("A client with this id exists.")
     secret = new_client_secret()

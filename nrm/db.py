@@ -71,12 +71,14 @@ def _run_after_commit(session: AsyncSession) -> None:
 
 
 def _create_engine(url: str) -> AsyncEngine:
+    # hide_parameters: a database error's message would otherwise quote the values it was
+    # given, and it ends up in logs, traces and dead-letter reasons.
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

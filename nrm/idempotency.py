@@ -69,13 +69,22 @@ class Idempotency:
         self.scope = scope
         self.key = key
 
-    async def remember(self, session: AsyncSession, result: M, *, status_code: int = 201) -> M:
+    async def remember(
+        self,
+        session: AsyncSession,
+        result: M,
+        *,
+        status_code: int = 201,
+        stored: BaseModel | None = None,
+    ) -> M:
+        """Keep the answer for replays, in the effect's transaction. `stored` replaces it
+        when the answer holds something that must not rest here (free text, a secret)."""
         if self.key is None or self.scope is None:
             return result
         record = await session.get(IdempotencyRecord, (self.scope, self.key))
         if record is not None:
             record.status_code = status_code
-            record.response_body = json.dumps(jsonable_encoder(result))
+            record.response_body = json.dumps(jsonable_encoder(stored or result))
             session.add(record)
         return result
 

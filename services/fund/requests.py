@@ -46,9 +46,11 @@ async def submit(
             f"A request may be at most {settings.request_max_minor} minor units.",
             extra={"max_minor": settings.request_max_minor},
         )
-    case = await session.get(KnownCase, str(body.case_id))
-    if case is None:
-        raise Invalid("The fund knows no such case.")
+    case = await session.get(KnownCase, str(body.case_id), with_for_update=True)
+    # Fund officers act for any case; others only for their own organisation's. Another
+    # organisation's case is as unknown to them as a case that does not exist.
+    if case is None or (case.org_id != by.org and not by.has_role("fund_officer")):
+        raise NotFound("No such case.")
     if case.status != "open":
         raise Invalid(f"The case is {case.status}; the fund pays only open cases.")
     since = now - timedelta(days=settings.cap_period_days)

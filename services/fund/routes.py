@@ -110,7 +110,10 @@ async def submit_request(
     submitted = await requests.submit(
         session, body, by=requester, settings=policy, payee_key=key, now=utcnow()
     )
-    return await idempotency.remember(session, await requests.public(session, submitted))
+    public = await requests.public(session, submitted)
+    # A replay answers without the justification: free text must not rest in the key store.
+    kept = public.model_copy(update={"justification": ""})
+    return await idempotency.remember(session, public, stored=kept)
 
 
 @router.get("/requests")

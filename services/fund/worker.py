@@ -157,20 +157,16 @@ class PayoutWorker:
                     reference=outcome.reference,
                 )
                 return
-            if (
-                outcome.status == "unknown"
-                and disbursement.attempts >= self.settings.payout_max_attempts
-            ):
-                # The provider says it never received it: voiding cannot double-pay.
-                await settle(
-                    session,
-                    disbursement,
-                    paid=False,
-                    by=WORKER,
-                    now=now,
-                    code="provider_unreachable",
+            if disbursement.attempts >= self.settings.payout_max_attempts:
+                # Never voided on "unknown": right after a timeout the provider may not have
+                # recorded a payment it is still making, and a void would let it be paid
+                # twice. The money stays reserved until someone reconciles it with the
+                # provider; retries go on (same idempotency key, so they cannot pay twice).
+                log.error(
+                    "payout %s unsettled after %d attempts: reconcile with the provider",
+                    disbursement.id,
+                    disbursement.attempts,
                 )
-                return
             # Unsettled: leave it in flight, so the next try asks for its status first.
             backoff = min(2**disbursement.attempts, 300) * self.settings.payout_poll_seconds
             disbursement.lease_until = now + timedelta(seconds=backoff)

@@ -55,11 +55,11 @@ class Fund:
     def as_(self, actor: str, **extra: str) -> dict[str, str]:
         return {**self.headers[actor], **extra}
 
-    async def case(self, *, closed: bool = False) -> str:
+    async def case(self, *, closed: bool = False, org: str = "police-dushanbe") -> str:
         case_id = uuid.uuid4()
         registered = CaseRegistered(
             case_id=case_id,
-            org_id="police-dushanbe",
+            org_id=org,
             case_type="vulnerable_migrant",
             urgency="high",
             sensitivity=[],

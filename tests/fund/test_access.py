@@ -73,7 +73,10 @@ async def test_submitting_is_for_requesting_roles(fund: Fund) -> None:
 
 async def test_an_organisation_lists_only_its_own_requests(fund: Fund) -> None:
     mine = await fund.submitted(1_000)
-    theirs = await fund.submitted(1_000, actor="other_org")
+    their_case = await fund.case(org="shelter-khujand")
+    answer = await fund.submit(their_case, 1_000, actor="other_org")
+    assert answer.status_code == 201, answer.text
+    theirs = answer.json()["id"]
     for actor, visible in (
         ("requester", {mine}),
         ("other_org", {theirs}),
@@ -82,3 +85,11 @@ async def test_an_organisation_lists_only_its_own_requests(fund: Fund) -> None:
     ):
         listed = await fund.client.get(REQUESTS, headers=fund.as_(actor))
         assert {item["id"] for item in listed.json()["items"]} == visible, actor
+
+
+async def test_another_organisations_case_is_unknown_to_a_requester(fund: Fund) -> None:
+    police_case = await fund.case(org="police-dushanbe")
+    answer = await fund.submit(police_case, 1_000, actor="other_org")
+    missing = await fund.submit("00000000-0000-4000-8000-000000000000", 1_000, actor="other_org")
+    assert answer.status_code == missing.status_code == 404
+    assert answer.json()["detail"] == missing.json()["detail"]

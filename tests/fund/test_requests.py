@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from nrm.idempotency import IdempotencyRecord
 from services.fund.config import FundSettings
 from services.fund.models import FundRequest
 from tests.fund.conftest import REQUESTS, Fund
@@ -32,8 +33,8 @@ async def test_a_replayed_request_answers_the_first_response_and_submits_once(fu
 
 async def test_requests_for_unknown_or_closed_cases_are_refused(fund: Fund) -> None:
     unknown = await fund.submit("00000000-0000-4000-8000-000000000000", 10_000)
-    assert unknown.status_code == 422
-    assert unknown.json()["detail"] == "The fund knows no such case."
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "No such case."
     closed = await fund.submit(await fund.case(closed=True), 10_000)
     assert closed.status_code == 422
     assert "closed" in closed.json()["detail"]
@@ -104,3 +105,11 @@ async def test_a_payee_account_is_stored_encrypted_and_answered_only_as_a_hint(
         stored = (await session.exec(select(FundRequest))).one()
     assert stored.payee_account_sealed is not None
     assert "900" not in stored.payee_account_sealed
+
+
+async def test_the_justification_does_not_rest_in_the_idempotency_store(fund: Fund) -> None:
+    await fund.submitted(10_000)
+    async with fund.db.transaction() as session:
+        stored = (await session.exec(select(IdempotencyRecord.response_body))).all()
+    assert stored, "the answer was kept for replays"
+    assert all("Ticket home" not in (body or "") for body in stored)

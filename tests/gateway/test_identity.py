@@ -292,3 +292,29 @@ def test_failures_beyond_the_threshold_are_slowed_more_and_more_up_to_a_cap() ->
     assert delays[:5] == [0.0] * 5
     assert delays[5:8] == [0.5, 1.0, 2.0]
     assert max(delays) == 4.0
+
+
+async def test_the_admin_role_is_only_for_the_platform_operator(gateway: httpx.AsyncClient) -> None:
+    admin = await _bearer(gateway)
+    ngo_admin = await gateway.post(
+        "/api/v1/gateway/users",
+        headers=admin,
+        json={
+            "username": "ngo.admin",
+            "password": "a long enough one",
+            "org_id": "ngo-migrant-support",
+            "roles": ["admin"],
+        },
+    )
+    operator_admin = await gateway.post(
+        "/api/v1/gateway/users",
+        headers=admin,
+        json={
+            "username": "second.admin",
+            "password": "a long enough one",
+            "org_id": "nrm-operator",
+            "roles": ["admin"],
+        },
+    )
+    assert ngo_admin.status_code == 422
+    assert operator_admin.status_code == 201
