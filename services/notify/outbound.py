@@ -86,14 +86,21 @@ def check_url(url: str, *, require_https: bool) -> SplitResult:
     return parts
 
 
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Prefixes whose last 32 bits are an IPv4 address: NAT64 (well-known and local-use),
+# IPv4-compatible (deprecated) and IPv4-translated.
+EMBEDDING_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
 
 
 def is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         # IPv6 forms that carry an IPv4 address are judged by that address.
         embedded = address.ipv4_mapped or address.sixtofour
-        if address in NAT64:
+        if any(address in network for network in EMBEDDING_IPV4):
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and not is_public(embedded):
             return False
