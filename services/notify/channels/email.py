@@ -52,4 +52,7 @@ async def send_email(config: NotifyConfig, mail_dir: Path, email: EmailMessage) 
 def _write_eml(mail_dir: Path, email: EmailMessage) -> None:
     mail_dir.mkdir(parents=True, exist_ok=True)
     name = str(email["X-NRM-Delivery"])
-    (mail_dir / f"{name}.eml").write_bytes(bytes(email))
+    # Written aside, then renamed: whoever watches the folder never reads half a message.
+    partial = mail_dir / f".{name}.eml.part"
+    partial.write_bytes(bytes(email))
+    partial.replace(mail_dir / f"{name}.eml")
