@@ -154,11 +154,3 @@ class OutboxRelay:
             message.attempts,
             exc,
         )
-
-
-async def pending_count(db: Database) -> int:
-    async with db.transaction() as session:
-        rows = await session.exec(
-            select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
-        )
-        return len(rows.all())

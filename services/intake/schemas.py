@@ -209,7 +209,8 @@ class CaseFacts(Strict):
     is_child: bool
 
 
-def _child_flag_agrees(person: Person, is_child: bool | None) -> bool:
+def child_flag_agrees(person: Person, is_child: bool | None) -> bool:
+    """Whether the person is a child; a child flagged adult is a contradiction (ValueError)."""
     age = person.age()
     if is_child is False and age is not None and age < 18:
         raise ValueError("is_child is false but the person's age is under 18")
@@ -228,11 +229,11 @@ class CaseCreate(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> CaseCreate:
-        _child_flag_agrees(self.person, self.is_child)
+        child_flag_agrees(self.person, self.is_child)
         return self
 
     def facts(self) -> CaseFacts:
-        is_child = _child_flag_agrees(self.person, self.is_child)
+        is_child = child_flag_agrees(self.person, self.is_child)
         return CaseFacts(
             case_type=self.case_type, situation=self.situation, flags=self.flags, is_child=is_child
         )

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.auth import Principal
 from nrm.clock import utcnow
-from nrm.errors import Conflict, Forbidden, NotFound
+from nrm.errors import Conflict, Forbidden, Invalid, NotFound
 from nrm.outbox import record_event
 from services.intake import access, crypto
 from services.intake.accesslog import record_access
@@ -36,6 +36,7 @@ from services.intake.schemas import (
     Flags,
     Person,
     Situation,
+    child_flag_agrees,
 )
 from services.intake.triage import triage
 
@@ -190,15 +191,20 @@ async def update_case(
     )
     flags = body.flags or Flags.model_validate(case.flags)
     changed = sorted(name for name, value in body.model_dump(exclude_unset=True).items() if value)
-    facts = CaseCreate(
+    # An earlier explicit child flag stands unless this update says otherwise.
+    flagged = body.is_child if body.is_child is not None else (case.is_child or None)
+    try:
+        is_child = child_flag_agrees(person, flagged)
+    except ValueError as contradiction:
+        raise Invalid(
+            str(contradiction), extra={"errors": [{"loc": ["body", "is_child"]}]}
+        ) from None
+    facts = CaseFacts(
         case_type=case.case_type,
-        channel=case.channel,
-        person=person,
         situation=situation,
         flags=flags,
-        is_child=body.is_child if body.is_child is not None else (case.is_child or None),
-        consent=ConsentIn(scopes=["assistance"], method="verbal", language="en"),
-    ).facts()
+        is_child=is_child,
+    )
     private = {**private, "person": _apply_person(keyring, case, person)}
     private["narrative"] = situation.narrative
     case.situation_codes = situation.model_dump(mode="json", exclude={"narrative"})

@@ -137,3 +137,16 @@ async def test_closed_case_cannot_be_changed(intake: Intake) -> None:
         f"{CASES}/{case_id}", json={"needs": ["shelter"]}, headers=intake.police
     )
     assert again.status_code == 409
+
+
+async def test_an_update_flagging_a_child_as_adult_is_422_and_changes_nothing(
+    intake: Intake,
+) -> None:
+    case_id = await intake.register(person=_person(birth_date="2012-06-01"))
+    answer = await intake.http.patch(
+        f"{CASES}/{case_id}", json={"is_child": False}, headers=intake.police
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    view = (await intake.http.get(f"{CASES}/{case_id}", headers=intake.police)).json()
+    assert "child" in view["sensitivity"]
