@@ -7,18 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from gateway import routes, token
-from gateway.clientip import client_ip, trusted_networks
+from gateway.clientip import trusted_networks
 from gateway.docs import install_docs
 from gateway.keys import SigningKeys
-from gateway.proxy import Upstreams, forward
+from gateway.proxy import PROXY_METHODS, PROXY_PATH, Proxy, ProxyMiddleware
 from gateway.ratelimit import create_limiter, install_rate_limits
 from gateway.security import install_security
 from gateway.throttle import SignInThrottle, ThrottlePolicy
+from gateway.upstream import Upstreams
 from nrm.app import Runtime, base_app
-from nrm.auth import current_principal
 from nrm.db import Database
 from nrm.health import health_router
 from nrm.outbox import OutboxRelay
@@ -26,7 +27,6 @@ from nrm.settings import SERVICES
 from nrm.telemetry import instrument_app, instrument_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> FastAPI:
@@ -55,7 +55,14 @@ def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> 
             await upstreams.aclose()
             await db.dispose()
 
-    app = base_app("Open NRM", lifespan=lifespan)
+    proxy = Proxy(upstreams, runtime.verifier, trusted_proxies)
+    # Also in the router, after the gateway's own /api/v1/gateway routes (see ProxyMiddleware).
+    proxy_route = Route(PROXY_PATH, proxy, methods=PROXY_METHODS)
+    app = base_app(
+        "Open NRM",
+        lifespan=lifespan,
+        innermost=[Middleware(ProxyMiddleware, proxy=proxy, route=proxy_route)],
+    )
     app.include_router(health_router())
     app.include_router(token.router)
     app.include_router(routes.router)  # before the proxy: /api/v1/gateway is the gateway's own
@@ -79,13 +86,7 @@ def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> 
             "id_token_signing_alg_values_supported": ["RS256"],
         }
 
-    @app.api_route("/api/v1/{service}/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
-    async def proxy(service: str, path: str, request: Request) -> StreamingResponse:
-        if "authorization" in request.headers:
-            # A bad token stops here; a good one is passed on and verified again.
-            await current_principal(request)
-        caller_ip = client_ip(request.scope, trusted_proxies)
-        return await forward(request, upstreams.client(service), caller_ip=caller_ip)
+    app.router.routes.append(proxy_route)
 
     install_docs(app, upstreams, SERVICES)
     # Innermost first: limits run before any route; CORS and the headers wrap even a 429.

@@ -14,20 +14,20 @@ import base64
 import copy
 import functools
 import hashlib
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from gateway.proxy import Upstreams
-from nrm.errors import NotFound
+from gateway.upstream import Upstreams
+from nrm.errors import ProblemError
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ class MergedOpenApi:
 
     async def _fetch(self, service: str) -> dict[str, Any] | None:
         try:
-            client = self._upstreams.client(service)
-            answer = await client.get(
-                f"/api/v1/{service}{OPENAPI_PATH}", timeout=self._fetch_timeout
-            )
-            answer.raise_for_status()
-            document = answer.json()
-        except (NotFound, httpx.HTTPError, ValueError) as exc:
+            upstream = self._upstreams.get(service)
+            async with asyncio.timeout(self._fetch_timeout):
+                status, body = await upstream.fetch(f"/api/v1/{service}{OPENAPI_PATH}")
+            if status != 200:
+                raise ValueError(f"HTTP {status}")
+            document = json.loads(body)
+        except (ProblemError, TimeoutError, ValueError) as exc:
             log.warning("docs: %s's OpenAPI document unavailable (%s)", service, type(exc).__name__)
             return None
         if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):

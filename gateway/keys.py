@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -62,6 +63,11 @@ class _Key:
         return cls(private, kid, jwk.construct(private, ALGORITHM), retire_at)
 
     def public_jwk(self) -> dict[str, Any]:
+        return dict(self._public_jwk)  # a copy: the cached one must stay as it is
+
+    @functools.cached_property
+    def _public_jwk(self) -> dict[str, Any]:
+        # Asked for on every token verified; the key never changes.
         numbers = self.private.public_key().public_numbers()
         return {
             "kty": "RSA",

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.clientip import IpNetwork, client_ip, trusted_networks
-from nrm.auth import TokenVerifier, verify_once
+from nrm.auth import TokenVerifier, bearer_token, verify_once
 from nrm.errors import TooManyRequests, Unauthorized, problem_response
 from nrm.settings import Settings
 
@@ -223,17 +223,6 @@ class Limits:
         return f"{self.prefix}{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            header: str = value.decode("latin-1")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
-
-
 class RateLimitMiddleware:
     def __init__(
         self,
@@ -275,7 +264,7 @@ class RateLimitMiddleware:
         wanted = [(limits.per_ip, "ip", ip)]
         if scope["path"] == TOKEN_PATH:
             wanted.append((limits.token_per_ip, "token-ip", ip))
-        if limits.per_client.enabled and (token := _bearer(scope)):
+        if limits.per_client.enabled and (token := bearer_token(scope["headers"])):
             try:
                 principal = await verify_once(scope.setdefault("state", {}), self._verifier, token)
             except Unauthorized:

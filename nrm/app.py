@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.sdk.trace import TracerProvider
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.middleware import Middleware
 
 from nrm.auth import TokenVerifier
 from nrm.bus.base import Bus, Subscription
@@ -69,8 +70,12 @@ def base_app(
     *,
     lifespan: Callable[[FastAPI], AsyncIterator[None]] | None,
     prefix: str = "",
+    innermost: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """A FastAPI app answering every error as problem+json."""
+    """A FastAPI app answering every error as problem+json.
+
+    `innermost` middleware runs inside the request log, so what it answers is logged.
+    """
     app = FastAPI(
         title=title,
         lifespan=asynccontextmanager(lifespan) if lifespan else None,
@@ -79,6 +84,8 @@ def base_app(
         redoc_url=None,
     )
     install_problem_handlers(app)
+    for middleware in reversed(innermost):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.add_middleware(RequestLogMiddleware)
 
     async def replay(_: Request, exc: Exception) -> JSONResponse:

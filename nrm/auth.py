@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -123,7 +124,26 @@ def _signing_keys(document: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    kid: str
+    key: dict[str, Any]  # the JWK that verified it, as the key source gave it then
+    valid_until: float
+
+
 class TokenVerifier:
+    """Checks bearer tokens; a token already verified is recognised, not re-verified.
+
+    Every request carries its token twice through the platform (gateway, then service),
+    and a client sends the same token until it expires: re-checking the RSA signature
+    each time was most of what a request cost. A remembered token is accepted only
+    while it has not expired and the key that verified it is still the one its key
+    source gives for that kid, so a retired or replaced key ends it at once.
+    """
+
+    REMEMBERED = 4096
+
     def __init__(
         self,
         keys: KeySource,
@@ -134,6 +154,7 @@ class TokenVerifier:
         leeway: int = 30,
         roles_claim: str = "roles",
         org_claim: str = "org",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         unsupported = set(algorithms) - RSA_ALGORITHMS
         if unsupported or not algorithms:
@@ -145,18 +166,36 @@ class TokenVerifier:
         self._leeway = leeway
         self._roles_path = roles_claim.split(".")
         self._org_claim = org_claim
+        self._clock = clock
+        # By digest: a token may be 16 KiB, a digest is 32 bytes.
+        self._verified: dict[bytes, _Verified] = {}
 
     async def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:
             raise _reject("oversized token")
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            if self._clock() <= known.valid_until and await self._keys.key(known.kid) == known.key:
+                return known.principal
+            del self._verified[digest]
         try:
             header = jwt.get_unverified_header(token)
         except JWTError:
             raise _reject("unreadable header") from None
         alg, kid = self._check_header(header)
-        key = self._public_key(await self._keys.key(kid), alg)
-        claims = self._decode(token, key, alg)
-        return self._principal(claims)
+        jwk_dict = await self._keys.key(kid)
+        claims = self._decode(token, self._public_key(jwk_dict, alg), alg)
+        principal = self._principal(claims)
+        assert jwk_dict is not None  # _public_key refused a missing key
+        self._remember(digest, _Verified(principal, kid, jwk_dict, claims["exp"] + self._leeway))
+        return principal
+
+    def _remember(self, digest: bytes, verified: _Verified) -> None:
+        if len(self._verified) >= self.REMEMBERED:
+            # The oldest first: dicts keep insertion order.
+            del self._verified[next(iter(self._verified))]
+        self._verified[digest] = verified
 
     def _check_header(self, header: Mapping[str, Any]) -> tuple[str, str]:
         # Checked before any key is touched, so `none`, HS256 keyed with our public key
@@ -229,7 +268,7 @@ class TokenVerifier:
             value = claims.get(name)
             if name in claims and not _is_numeric_date(value):
                 raise _reject(f"{name} is not a NumericDate")
-        if claims["iat"] > time.time() + self._leeway:
+        if claims["iat"] > self._clock() + self._leeway:
             raise _reject("issued in the future")
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
@@ -305,10 +344,19 @@ async def verify_once(
     return principal
 
 
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ASGI request's `Authorization: Bearer` header, if it has one."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
 async def current_principal(request: Request) -> Principal:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.scope["headers"])
+    if token is None:
         raise Unauthorized("A bearer token is required.")
     state: MutableMapping[str, Any] = request.scope.setdefault("state", {})
     return await verify_once(state, request.app.state.verifier, token)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwt as jose_jwt
 
 from gateway.keys import thumbprint
 from nrm.auth import JwksClient, Principal, TokenVerifier
@@ -400,3 +401,84 @@ async def test_keys_not_published_for_signing_are_ignored(
     verifier = TokenVerifier(JwksClient(jwks_server.url, http), issuer=ISSUER, audience=AUDIENCE)
 
     await rejected(verifier, sign(provider_key))
+
+
+class Keys:
+    """A key source the test changes under the verifier's feet."""
+
+    def __init__(self, *jwks: dict[str, Any]) -> None:
+        self.by_kid = {jwk["kid"]: jwk for jwk in jwks}
+
+    async def key(self, kid: str) -> dict[str, Any] | None:
+        return self.by_kid.get(kid)
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    decoded: list[str] = []
+    real = jose_jwt.decode
+
+    def decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jose_jwt, "decode", decode)  # the module nrm.auth calls through
+    return decoded
+
+
+async def test_a_token_is_verified_once_then_recognised(
+    provider_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(public_jwk(provider_key))
+    verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
+    decoded = counting_decodes(monkeypatch)
+    token = sign(provider_key)
+
+    first = await verifier.verify(token)
+    again = [await verifier.verify(token) for _ in range(5)]
+
+    assert again == [first] * 5
+    assert decoded == [token], "the signature is checked once per token, not per request"
+
+
+async def test_a_recognised_token_still_expires(provider_key: rsa.RSAPrivateKey) -> None:
+    keys = Keys(public_jwk(provider_key))
+    verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway=0)
+    expires = int(time.time()) + 1
+    token = sign(provider_key, claims(exp=expires, nbf=DROP))
+    await verifier.verify(token)
+
+    await asyncio.sleep(expires + 1.1 - time.time())
+
+    await rejected(verifier, token)
+
+
+async def test_a_recognised_token_ends_with_the_key_that_verified_it(
+    provider_key: rsa.RSAPrivateKey, attacker_key: rsa.RSAPrivateKey
+) -> None:
+    original = public_jwk(provider_key)
+    keys = Keys(original)
+    verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
+    token = sign(provider_key)
+    await verifier.verify(token)
+
+    # The same kid now names another key (a provider re-keyed), then none at all.
+    keys.by_kid[original["kid"]] = {**public_jwk(attacker_key), "kid": original["kid"]}
+    await rejected(verifier, token)
+    keys.by_kid.clear()
+    await rejected(verifier, token)
+
+
+async def test_remembering_is_bounded(
+    provider_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TokenVerifier, "REMEMBERED", 3)
+    verifier = TokenVerifier(Keys(public_jwk(provider_key)), issuer=ISSUER, audience=AUDIENCE)
+    decoded = counting_decodes(monkeypatch)
+    tokens = [sign(provider_key) for _ in range(4)]
+
+    for token in tokens:
+        await verifier.verify(token)
+    await verifier.verify(tokens[0])  # the oldest was forgotten to make room
+    await verifier.verify(tokens[3])  # the newest was not
+
+    assert decoded == [*tokens, tokens[0]]

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from gateway.app import create_app
 from gateway.keys import SigningKeys
-from gateway.proxy import Upstreams
+from gateway.upstream import Upstreams
 from nrm.bus import InMemoryBus
 from nrm.runner import migrate
 from nrm.settings import Settings

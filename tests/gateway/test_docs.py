@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 from gateway.docs import MergedOpenApi, merge
 from gateway.keys import SigningKeys
-from gateway.proxy import Upstreams
+from gateway.upstream import Upstreams
 from nrm.bus import InMemoryBus
 from nrm.settings import Settings
 from services.intake.app import create_app as create_intake

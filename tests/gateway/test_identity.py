@@ -17,8 +17,8 @@ from gateway import demo
 from gateway.app import create_app
 from gateway.keys import SigningKeys
 from gateway.models import User
-from gateway.proxy import Upstreams
 from gateway.throttle import ThrottlePolicy
+from gateway.upstream import Upstreams
 from nrm.bus import InMemoryBus
 from nrm.db import Database
 from nrm.runner import load_demo, migrate

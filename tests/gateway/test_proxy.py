@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 
 from gateway.app import create_app
 from gateway.keys import SigningKeys
-from gateway.proxy import Upstreams
+from gateway.upstream import Upstreams
 from nrm.app import Runtime
 from nrm.auth import Principal, TokenVerifier
 from nrm.bus import InMemoryBus

@@ -27,7 +27,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -45,6 +45,7 @@ UPSTREAM_TIMEOUT = 1.0
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-01"
+COMPRESSED = gzip.compress(b"the same bytes, compressed by the service " * 100)
 
 
 class StandIn:
@@ -101,6 +102,12 @@ class StandIn:
                 yield b"b" * MIB
 
             return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+        @app.get("/api/v1/referral/compressed")
+        async def compressed() -> Response:
+            return Response(
+                COMPRESSED, media_type="text/plain", headers={"Content-Encoding": "gzip"}
+            )
 
         @app.get("/api/v1/fund/requests")
         async def hang() -> dict[str, str]:
@@ -360,6 +367,25 @@ def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_set(
         assert name not in answer.headers
     assert answer.headers.get("keep-alive") != "timeout=99"
     assert answer.headers["x-end-to-end"] == "kept"
+
+
+def test_the_proxy_adds_no_request_headers_of_its_own(split: Split) -> None:
+    with httpx.Client(base_url=split.gateway, headers=split.admin) as bare:
+        for default in ("user-agent", "accept", "accept-encoding"):
+            del bare.headers[default]
+        seen = bare.get("/api/v1/referral/echo").json()["headers"]
+
+    for name in ("user-agent", "accept", "accept-encoding"):
+        assert name not in seen, f"{name}: the caller sent none, the gateway must not add one"
+
+
+def test_a_compressed_answer_passes_through_byte_for_byte(client: httpx.Client) -> None:
+    with client.stream("GET", "/api/v1/referral/compressed") as answer:
+        received = b"".join(answer.iter_raw())
+
+    assert answer.headers["content-encoding"] == "gzip"
+    assert received == COMPRESSED
+    assert answer.headers["content-length"] == str(len(COMPRESSED)), "the length is end to end"
 
 
 def test_forwarding_headers_forged_by_a_caller_are_replaced(
