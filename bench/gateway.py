@@ -178,11 +178,13 @@ async def load(
     return Measurement(len(latencies), elapsed, cuts[49] * 1000, cuts[98] * 1000, cpu / elapsed)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """Distinct ports: the sockets stay open until all are chosen, so none repeats."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def _env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -220,7 +222,7 @@ def _wait_ready(url: str, log: Path, timeout: float = 30.0) -> None:
 @contextmanager
 def _platform(root: Path) -> Iterator[dict[str, str]]:
     """The baseline app and a gateway in front of it, each its own process; their URLs."""
-    ports = {name: _free_port() for name in ("gateway", "raw")}
+    ports = dict(zip(("gateway", "raw"), _free_ports(2), strict=True))
     base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         "NRM_DATA_DIR": str(root / "var"),

@@ -19,10 +19,9 @@ from gateway.ratelimit import create_limiter, install_rate_limits
 from gateway.security import install_security
 from gateway.throttle import SignInThrottle, ThrottlePolicy
 from gateway.upstream import Upstreams
-from nrm.app import Runtime, base_app
+from nrm.app import Runtime, base_app, bookkeeping
 from nrm.db import Database
 from nrm.health import health_router
-from nrm.outbox import OutboxRelay
 from nrm.settings import SERVICES
 from nrm.telemetry import instrument_app, instrument_engine
 
@@ -43,14 +42,11 @@ def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> 
         app.state.throttle = SignInThrottle(db, ThrottlePolicy())
         app.state.trusted_proxies = trusted_proxies
         app.state.bus = runtime.bus
-        # Identity changes (users, organisations) go out as events, for notify's recipients.
-        relay = OutboxRelay(db, runtime.bus)
-        db.session_info[OutboxRelay.WAKE] = relay.wake
-        relay.start()
         try:
-            yield
+            # Identity changes (users, organisations) go out as events, for notify's recipients.
+            async with bookkeeping(db, runtime):
+                yield
         finally:
-            await relay.stop()
             await limiter.aclose()
             await upstreams.aclose()
             await db.dispose()

@@ -28,8 +28,9 @@ from nrm.health import health_router
 from nrm.idempotency import ReplayedResponse
 from nrm.inbox import EventConsumer, EventHandler, subscription_of
 from nrm.outbox import OutboxRelay
+from nrm.retention import RetentionPolicy, RetentionSweeper
 from nrm.settings import Component, Settings
-from nrm.telemetry import RequestLogMiddleware, instrument_app, instrument_engine
+from nrm.telemetry import instrument_app, instrument_engine
 
 DemoLoader = Callable[[AsyncSession], Awaitable[list[str]]]
 
@@ -74,7 +75,7 @@ def base_app(
 ) -> FastAPI:
     """A FastAPI app answering every error as problem+json.
 
-    `innermost` middleware runs inside the request log, so what it answers is logged.
+    `innermost` middleware runs inside every other layer, next to the routes.
     """
     app = FastAPI(
         title=title,
@@ -82,11 +83,14 @@ def base_app(
         openapi_url=f"{prefix}/openapi.json",
         docs_url=f"{prefix}/docs",
         redoc_url=None,
+        # FastAPI's own OpenTelemetry support stays off: the request span and log line are
+        # nrm.telemetry's, and FastAPI's keeps request bodies and validation input (which
+        # here is personal data) for span processors.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     for middleware in reversed(innermost):
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
-    app.add_middleware(RequestLogMiddleware)
 
     async def replay(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ReplayedResponse)
@@ -96,27 +100,39 @@ def base_app(
     return app
 
 
+@asynccontextmanager
+async def bookkeeping(db: Database, runtime: Runtime) -> AsyncIterator[None]:
+    """What every component runs beside its requests: the outbox relay, and the sweeper
+    that deletes bookkeeping rows past their time (see retention.py)."""
+    relay = OutboxRelay(db, runtime.bus)
+    db.session_info[OutboxRelay.WAKE] = relay.wake
+    relay.start()
+    sweeper = RetentionSweeper(db, RetentionPolicy.from_settings(runtime.settings))
+    sweeper.start()
+    try:
+        yield
+    finally:
+        await sweeper.stop()
+        await relay.stop()
+
+
 def create_service_app(service: ServiceDefinition, runtime: Runtime) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(runtime.settings.database_url(service.name))
         instrument_engine(db.engine, runtime.tracer_provider)
-        relay = OutboxRelay(db, runtime.bus)
-        db.session_info[OutboxRelay.WAKE] = relay.wake
         app.state.db = db
         app.state.bus = runtime.bus
         app.state.verifier = runtime.verifier
         app.state.settings = runtime.settings
-        if service.handlers:
-            consumer = EventConsumer(service.name, db, service.handlers)
-            await runtime.bus.consume(consumer.subscription, consumer)
-        relay.start()
         try:
-            async with AsyncExitStack() as workers:
+            async with bookkeeping(db, runtime), AsyncExitStack() as workers:
+                if service.handlers:
+                    consumer = EventConsumer(service.name, db, service.handlers)
+                    await runtime.bus.consume(consumer.subscription, consumer)
                 for worker in service.background:
                     await workers.enter_async_context(worker(app))
                 yield
         finally:
-            await relay.stop()
             await db.dispose()
 
     app = base_app(f"Open NRM {service.title}", lifespan=lifespan, prefix=service.prefix)
@@ -124,5 +140,5 @@ def create_service_app(service: ServiceDefinition, runtime: Runtime) -> FastAPI:
     app.include_router(health_router(), prefix=service.prefix, include_in_schema=False)
     for router in service.routers:
         app.include_router(router, prefix=service.prefix)
-    instrument_app(app, runtime.tracer_provider)
+    instrument_app(app, runtime.tracer_provider, prefix=service.prefix)
     return app

@@ -21,6 +21,7 @@ from nrm.bus.base import Bus, PublishFailed
 from nrm.clock import utcnow
 from nrm.db import Database, after_commit
 from nrm.events import Event, envelope_for
+from nrm.tasks import finish
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,7 @@ class OutboxRelay:
             return
         self._stopping = True
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
-        except TimeoutError:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await finish(self._task, grace)
         self._task = None
 
     async def _run(self) -> None:

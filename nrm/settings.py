@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     # How long the gateway waits for a service's answer before answering 504.
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    # How long bookkeeping rows are kept (see nrm/retention.py).
+    outbox_retention_hours: float = Field(default=168.0, gt=0)
+    inbox_retention_hours: float = Field(default=720.0, gt=0)
+    idempotency_retention_hours: float = Field(default=168.0, gt=0)
 
     jwks_url: str | None = None
     jwt_issuer: str = DEFAULT_ISSUER

@@ -11,18 +11,19 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,35 +47,65 @@ def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
     return provider
 
 
-def instrument_app(app: FastAPI, provider: TracerProvider | None) -> None:
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls="healthz,readyz",
-        # A span per ASGI message (a 5 MB upload makes ~90) costs time and tells nothing.
-        exclude_spans=["receive", "send"],
-    )
+def instrument_app(app: FastAPI, provider: TracerProvider | None, *, prefix: str = "") -> None:
+    """Add the request span and log line; call it last, so it wraps every other layer.
+
+    `prefix`: where the app includes its routers (a service's /api/v1/<name>).
+    """
+    tracer = trace.get_tracer(__name__, tracer_provider=provider)
+    app.add_middleware(RequestTelemetryMiddleware, tracer=tracer, prefix=prefix)
 
 
 request_log = logging.getLogger("nrm.request")
 QUIET_PATHS = ("/healthz", "/readyz")
 
 
-class RequestLogMiddleware:
-    """One line per request, inside its span so it carries the trace id.
+class RequestTelemetryMiddleware:
+    """One server span and one log line per request, the line inside the span (its trace id).
 
-    The route's template, never the raw path or query: those may hold what a caller typed.
+    Written for this platform rather than taken from opentelemetry-instrumentation-fastapi,
+    which on every request matched the path against every route again to name its span
+    and recorded a dozen attributes: a fifth of what a request through the gateway cost.
+    Here the route comes from the routing already done (`scope["route"]`), and both the
+    span and the line name the route's template, never the raw path or query: those may
+    hold what a caller typed. Probes get a DEBUG line and no span.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer, prefix: str = "") -> None:
         self.app = app
+        self._tracer = tracer
+        self._prefix = prefix
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's full template. FastAPI names an included router's route
+        by its path inside that router, so the prefix it was included under is added back."""
+        route: str | None = getattr(scope.get("route"), "path", None)
+        if route is None:
+            return "unmatched"
+        prefix = self._prefix
+        if prefix and scope["path"].startswith(prefix + "/") and not route.startswith(prefix):
+            return prefix + route
+        return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].endswith(QUIET_PATHS):
+            await self._logged(scope, receive, send, None)
+            return
+        method = scope["method"]
+        with self._tracer.start_as_current_span(
+            method,
+            context=propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter),
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.scheme": scope["scheme"]},
+        ) as span:
+            await self._logged(scope, receive, send, span)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send, span: Span | None) -> None:
         started = time.perf_counter()
-        status = 500
+        status = 500  # what the caller gets if the app raises before answering
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -85,10 +116,15 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            level = logging.DEBUG if scope["path"].endswith(QUIET_PATHS) else logging.INFO
+            route = self._route(scope)
+            if span is not None:
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
             request_log.log(
-                level,
+                logging.INFO if span is not None else logging.DEBUG,
                 "%s %s %d %.1f ms",
                 scope["method"],
                 route,
@@ -127,6 +163,9 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def setup_logging(level: str) -> None:
+    # What a record would collect and the JSON line never shows: the calling thread,
+    # process and process name (the logging HOWTO's "Optimization").
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()

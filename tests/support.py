@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from gateway.keys import SigningKeys, issue_access_token
@@ -106,3 +107,27 @@ async def migrated_database(url: str, component: Component) -> Database:
     db = Database(url)
     await migrations.upgrade(db, migrations_dir(component))
     return db
+
+
+# For a fixture that runs its tests on both databases:
+# @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+SQLITE_AND_POSTGRES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@asynccontextmanager
+async def database_of(
+    request: pytest.FixtureRequest, settings: Settings, component: Component
+) -> AsyncIterator[Database]:
+    """The component's migrated database, on SQLite or PostgreSQL as `request.param` says."""
+    postgres = None
+    url = settings.database_url(component)
+    if request.param == "postgres":
+        postgres = PostgresDatabases(request.getfixturevalue("postgres_admin_url"))
+        url = await postgres.create(component)
+    database = await migrated_database(url, component)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        if postgres is not None:
+            await postgres.drop_all()

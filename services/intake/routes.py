@@ -19,6 +19,7 @@ from services.intake.crypto import Keyring
 from services.intake.models import Case, Consent, TimelineItem
 from services.intake.schemas import (
     AccessLogEntry,
+    AccessReasonCode,
     CaseClose,
     CaseCreate,
     CaseSummary,
@@ -35,8 +36,8 @@ from services.intake.schemas import (
 router = APIRouter()
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Registrar = Annotated[Principal, Depends(require_roles("intake_officer", "case_worker"))]
-# Why a person's data is being read, written to the access log (e.g. "court request 12/3").
-AccessReason = Annotated[str | None, Header(alias="X-Access-Reason", max_length=200)]
+# Why a person's data is being read or changed, written to the access log: a code.
+AccessReason = Annotated[AccessReasonCode | None, Header(alias="X-Access-Reason")]
 CASE = "/cases/{case_id}"
 
 

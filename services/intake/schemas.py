@@ -110,6 +110,17 @@ CloseReason = Literal[
     "other",
 ]
 EraseReason = Literal["person_request", "registered_in_error", "retention_expired", "court_order"]
+# Why someone opened a case (X-Access-Reason). Codes, not free text: the access log is
+# kept in clear and shown to auditors, and a typed reason tends to name people.
+AccessReasonCode = Literal[
+    "case_work",
+    "referral",
+    "safeguarding",
+    "legal_request",
+    "audit",
+    "data_subject_request",
+    "other",
+]
 
 
 class Strict(BaseModel):

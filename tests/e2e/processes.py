@@ -17,11 +17,20 @@ import httpx
 NRM = str(Path(sys.executable).with_name("nrm"))
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody listens on, and not one handed out before in this run: the kernel
+    may offer a just-closed port again, and two servers told the same port race for it
+    (the loser exits, and a readiness check finds the winner)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def nrm_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -166,8 +166,12 @@ def test_a_case_registered_through_nrm_up_reaches_a_shelter_that_sees_it(
             lambda body: body if body.get("projection") == "shelter" else None,
         )
         assert view["person"]["given_name"] == "Test"
-        notifications = http.get("/api/v1/notify/notifications", headers=provider).json()
-        assert notifications["items"], "the shelter was told of the referral"
+        # Told through notify's own consumer, which may run after intake's: wait for it.
+        told = _eventually_json(
+            lambda: http.get("/api/v1/notify/notifications", headers=provider),
+            lambda body: body["items"] or None,
+        )
+        assert told, "the shelter was told of the referral"
 
 
 def _eventually_json(

@@ -14,7 +14,7 @@ from nrm.db import Database
 from nrm.settings import Settings
 from services.fund import ledger
 from services.fund.models import Account, BudgetLine, JournalEntry, Source
-from tests.support import PostgresDatabases, migrated_database
+from tests.support import SQLITE_AND_POSTGRES, database_of
 
 
 async def new_line(db: Database, *, currency: str = "TJS") -> str:
@@ -37,20 +37,10 @@ async def new_line(db: Database, *, currency: str = "TJS") -> str:
     return line.id
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 async def db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Database]:
-    postgres = None
-    url = settings.database_url("fund")
-    if request.param == "postgres":
-        postgres = PostgresDatabases(request.getfixturevalue("postgres_admin_url"))
-        url = await postgres.create("fund")
-    database = await migrated_database(url, "fund")
-    try:
+    async with database_of(request, settings, "fund") as database:
         yield database
-    finally:
-        await database.dispose()
-        if postgres is not None:
-            await postgres.drop_all()
 
 
 async def _accounts(db: Database, line_id: str) -> dict[str, str]:

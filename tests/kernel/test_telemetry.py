@@ -62,6 +62,50 @@ async def test_trace_context_travels_from_the_request_through_the_bus_to_the_con
     assert format(context.trace_id, "032x") == TRACE_ID
 
 
+async def test_a_request_is_one_server_span_named_by_its_route_and_one_log_line(
+    settings: Settings,
+    signing_keys: SigningKeys,
+    span_exporter: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await migrate(settings, ["notify"])
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    span_exporter.clear()
+    caplog.set_level(logging.INFO, logger="nrm.request")
+    async with connected_bus(settings, "test-spans") as bus:
+        runtime = Runtime(settings, bus, verifier_for(signing_keys, settings), provider)
+        async with serving(create_notify(runtime)) as notify:
+            # A made-up ping id: its value must appear in neither the span nor the line.
+            url = "/api/v1/notify/diagnostics/pings/5f0c6a52-0000-4000-8000-00000000beef"
+            answer = await notify.get(
+                url,
+                headers={
+                    **bearer(signing_keys, settings),
+                    "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+                },
+            )
+            await notify.get("/api/v1/notify/readyz")
+    assert answer.status_code == 404
+
+    servers = [
+        span for span in span_exporter.get_finished_spans() if span.kind == trace.SpanKind.SERVER
+    ]
+    assert len(servers) == 1, "one server span per request (FastAPI's own stays off); probes none"
+    (span,) = servers
+    route = "/api/v1/notify/diagnostics/pings/{ping_id}"
+    assert span.name == f"GET {route}"
+    assert span.attributes is not None
+    assert span.attributes["http.route"] == route
+    assert span.attributes["http.response.status_code"] == 404
+    assert format(span.context.trace_id, "032x") == TRACE_ID, "the caller's trace continues"
+    assert "beef" not in repr(dict(span.attributes))
+    lines = [r.getMessage() for r in caplog.records if r.name == "nrm.request"]
+    assert lines == [f"GET {route} 404"] or (
+        len(lines) == 1 and lines[0].startswith(f"GET {route} 404 ")
+    )
+
+
 def test_log_lines_are_json_with_the_current_trace_id(
     span_exporter: InMemorySpanExporter,
 ) -> None:

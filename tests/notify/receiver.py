@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +46,10 @@ class Receiver:
             self.arrived.set()
             status = self.statuses[min(len(self.requests) - 1, len(self.statuses) - 1)]
             if self.delay:
-                await asyncio.sleep(self.delay)
+                # Until the delay is over, or the client gives up and hangs up.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.delay):
+                        await reader.read()
             writer.write(
                 f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
             )
