@@ -192,6 +192,8 @@ class TokenVerifier:
         return principal
 
     def _remember(self, digest: bytes, verified: _Verified) -> None:
+        if self.REMEMBERED < 1:
+            return
         if len(self._verified) >= self.REMEMBERED:
             # The oldest first: dicts keep insertion order.
             del self._verified[next(iter(self._verified))]

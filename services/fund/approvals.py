@@ -75,7 +75,7 @@ async def reject(
     request.decided_by = by.subject
     request.decided_at = now
     session.add(request)
-    record_event(session, RequestRejected(**_event_fields(request)))
+    record_event(session, RequestRejected(**event_fields(request)))
     return request
 
 
@@ -181,7 +181,7 @@ async def _reserve_and_approve(
             status="pending",
         )
     )
-    record_event(session, RequestApproved(**_event_fields(request)))
+    record_event(session, RequestApproved(**event_fields(request)))
     if available < line.low_balance_minor <= available + request.amount_minor:
         record_event(
             session,
@@ -195,7 +195,7 @@ async def _reserve_and_approve(
     await session.flush()
 
 
-def _event_fields(request: FundRequest) -> dict[str, object]:
+def event_fields(request: FundRequest) -> dict[str, object]:
     return {
         "request_id": uuid.UUID(request.id),
         "case_id": uuid.UUID(request.case_id),

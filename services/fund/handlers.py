@@ -8,6 +8,7 @@ from gateway.events import OrganizationChanged
 from nrm.clock import utcnow
 from nrm.events import Envelope, Event
 from nrm.inbox import EventHandler
+from services.fund import erasure
 from services.fund.models import KnownCase, KnownOrganization
 from services.intake.events import CaseClosed, CaseErased, CaseRegistered
 
@@ -34,6 +35,7 @@ async def case_closed(session: AsyncSession, event: CaseClosed, _: Envelope) -> 
 
 async def case_erased(session: AsyncSession, event: CaseErased, _: Envelope) -> None:
     await _set_case(session, str(event.case_id), event.org_id, "erased")
+    await erasure.stop_paying(session, str(event.case_id), now=utcnow())
 
 
 async def organization_changed(

@@ -10,8 +10,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nrm.settings import InsecureConfiguration, Settings
 from services.fund.config import FundSettings
+from services.fund.models import FundRequest
 
 _AAD = b"nrm.fund.payee-account.v1"
+ERASED = "[erased]"
 
 
 def payee_key(settings: Settings, fund: FundSettings) -> bytes:
@@ -45,3 +47,9 @@ def unseal(sealed: str, key: bytes) -> str:
 
 def hint(account: str) -> str:
     return "…" + account.replace(" ", "")[-4:]
+
+
+def forget_payee(request: FundRequest) -> None:
+    """What the fund held of the person behind a request, gone: the case was erased."""
+    request.payee_account_sealed = request.payee_account_hint = None
+    request.justification = ERASED

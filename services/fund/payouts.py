@@ -23,7 +23,8 @@ from nrm.errors import Conflict, NotFound
 from nrm.outbox import record_event
 from services.fund import ledger
 from services.fund.events import DisbursementFailed, DisbursementPaid
-from services.fund.models import Disbursement, FundRequest
+from services.fund.models import Disbursement, FundRequest, KnownCase
+from services.fund.payees import forget_payee
 
 # Provider failure codes, mapped to ours; anything else is `provider_declined`.
 FAILURE_CODES = {
@@ -144,6 +145,9 @@ async def settle(
     disbursement.failure_code = None if paid else code
     disbursement.provider_reference = reference
     request.status = "paid" if paid else "failed"
+    case = await session.get(KnownCase, request.case_id)
+    if case is not None and case.status == "erased":
+        forget_payee(request)  # it was in flight when the case was erased (erasure.py)
     session.add_all([disbursement, request])
     await ledger.settle(
         session,

@@ -9,7 +9,7 @@ from nrm.clock import as_utc, utcnow
 from nrm.events import Envelope, Event
 from nrm.inbox import EventHandler
 from services.intake.events import DiagnosticPinged
-from services.notify.fanout import fan_out
+from services.notify.fanout import backfill, fan_out
 from services.notify.models import OrganizationState, PingReceipt, Recipient
 from services.notify.routing import ROUTES
 
@@ -37,6 +37,7 @@ async def keep_recipient(session: AsyncSession, event: UserChanged, envelope: En
     recipient.active = event.active
     recipient.updated_at = envelope.time
     session.add(recipient)
+    await backfill(session, recipient)
 
 
 async def keep_organization(session: AsyncSession, event: OrganizationChanged, _: Envelope) -> None:

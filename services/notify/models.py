@@ -102,6 +102,23 @@ class Notification(NotifyTable, table=True):
     read_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class Notice(NotifyTable, table=True):
+    """An event that was fanned out, kept a while for users notify learns of later.
+
+    The gateway's word about a user can arrive after an event meant for them (a new
+    account, or the two messages crossing); from these the user's in-app notifications
+    are filled in when notify learns of them (fanout.backfill).
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_created", "created_at"),)
+
+    event_id: str = Field(primary_key=True, max_length=100)
+    event_type: str = Field(sa_type=String(200))
+    envelope: str = Field(sa_type=Text)  # the thin CloudEvent
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
 class WebhookSubscription(NotifyTable, table=True):
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_org", "org_id"),)

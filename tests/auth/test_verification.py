@@ -482,3 +482,17 @@ async def test_remembering_is_bounded(
     await verifier.verify(tokens[3])  # the newest was not
 
     assert decoded == [*tokens, tokens[0]]
+
+
+async def test_a_verifier_told_to_remember_nothing_checks_every_time(
+    provider_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TokenVerifier, "REMEMBERED", 0)
+    verifier = TokenVerifier(Keys(public_jwk(provider_key)), issuer=ISSUER, audience=AUDIENCE)
+    decoded = counting_decodes(monkeypatch)
+    token = sign(provider_key)
+
+    for _ in range(3):
+        await verifier.verify(token)
+
+    assert decoded == [token] * 3

@@ -137,6 +137,13 @@ class Fund:
             f"{REQUESTS}/{request_id}/approve", json=body, headers=self.as_(actor)
         )
 
+    async def hand_over(self, request_id: str, receipt_number: str) -> httpx.Response:
+        return await self.client.post(
+            f"{REQUESTS}/{request_id}/cash-handover",
+            json={"receipt_number": receipt_number},
+            headers=self.as_("officer"),
+        )
+
     async def get(self, request_id: str, actor: str = "officer") -> httpx.Response:
         return await self.client.get(f"{REQUESTS}/{request_id}", headers=self.as_(actor))
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from gateway.events import OrganizationChanged, UserChanged
+from nrm.clock import utcnow
 from services.fund.events import RequestSubmitted, SourceLowBalance
+from services.notify.fanout import NOTICE_WINDOW
+from services.notify.models import Notice
 from services.referral.events import ReferralDeclined, ReferralEscalated
 from tests.notify.conftest import POLICE, SHELTER, Notify, referral_created
 from tests.support import eventually
@@ -175,3 +179,37 @@ async def test_notifications_page_newest_first_with_a_cursor(notify: Notify) -> 
     ).json()
     assert [n["id"] for n in first["items"] + second["items"]] == everything[:4]
     assert everything == sorted(everything, reverse=True)
+
+
+async def _fanned_out(notify: Notify, event_id: str) -> Notice | None:
+    async with notify.db.transaction() as session:
+        return await session.get(Notice, event_id)
+
+
+async def test_a_user_notify_learns_of_after_the_event_still_gets_it(notify: Notify) -> None:
+    # The gateway's word about a user can arrive after an event meant for them: a new
+    # account, or the two messages crossing on the bus (seen at `nrm up --demo`).
+    envelope = await notify.publish(referral_created(to_org=SHELTER))
+    await eventually(lambda: _fanned_out(notify, envelope.id))
+
+    await notify.add_user("u-late")
+    await notify.add_user("u-elsewhere", org=POLICE)
+    await notify.add_user("u-clerk", roles=("fund_officer",))
+
+    late = (await eventually(lambda: _some(notify, "u-late")))[0]
+    assert late["event_type"] == envelope.type
+    assert await _inbox(notify, "u-elsewhere", POLICE) == [], "not their organisation"
+    assert await _inbox(notify, "u-clerk") == [], "not their role"
+
+
+async def test_events_older_than_the_window_are_not_filled_in(notify: Notify) -> None:
+    envelope = await notify.publish(referral_created(to_org=SHELTER))
+    notice = await eventually(lambda: _fanned_out(notify, envelope.id))
+    async with notify.db.transaction() as session:
+        notice.created_at = utcnow() - NOTICE_WINDOW - timedelta(minutes=1)
+        session.add(notice)
+
+    await notify.add_user("u-late")
+    await asyncio.sleep(0.3)
+
+    assert await _inbox(notify, "u-late") == []
