@@ -126,11 +126,10 @@ class Proxy:
             await verify_once(scope.setdefault("state", {}), self._verifier, token)
         request_id = _header(scope, REQUEST_ID.encode()) or str(uuid.uuid4())
         headers, has_body = _forwarded_headers(scope, request_id, client_ip(scope, self._trusted))
-        query = scope["query_string"].decode("latin-1")
         answer = await upstream.open(
             UpstreamRequest(
                 method=scope["method"],
-                target=scope["path"] + (f"?{query}" if query else ""),
+                target=_target(scope),
                 headers=headers,
                 body=_body(receive) if has_body else None,
             )
@@ -192,6 +191,14 @@ class ProxyMiddleware:
                 headers=problem.headers,
             )
             await response(scope, receive, send)
+
+
+def _target(scope: Scope) -> str:
+    """Path and query exactly as the caller sent them, still percent-encoded: decoded,
+    %2F would be a new path segment and %0D%0A a line break in the service's request line."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope["query_string"]
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

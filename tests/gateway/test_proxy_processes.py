@@ -103,6 +103,14 @@ class StandIn:
 
             return StreamingResponse(chunks(), media_type="application/octet-stream")
 
+        @app.middleware("http")
+        async def raw(request: Request, call_next: Any) -> Any:
+            # Before routing: a decoded path with a line break would match no route.
+            if not request.url.path.startswith("/api/v1/referral/raw/"):
+                return await call_next(request)
+            raw_path = request.scope["raw_path"].decode("latin-1")
+            return JSONResponse({"raw_path": raw_path, "headers": dict(request.headers)})
+
         @app.get("/api/v1/referral/compressed")
         async def compressed() -> Response:
             return Response(
@@ -377,6 +385,18 @@ def test_the_proxy_adds_no_request_headers_of_its_own(split: Split) -> None:
 
     for name in ("user-agent", "accept", "accept-encoding"):
         assert name not in seen, f"{name}: the caller sent none, the gateway must not add one"
+
+
+def test_the_path_reaches_the_service_as_the_caller_encoded_it(client: httpx.Client) -> None:
+    # Decoded, %2F would become a path separator and %0D%0A a line break in the request
+    # line: a header of the caller's making in front of the service.
+    path = "/api/v1/referral/raw/a%2Fb%20c%0D%0AX-Injected:%201"
+
+    answer = client.get(path, params={"q": "x y"})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["raw_path"] == path
+    assert "x-injected" not in answer.json()["headers"]
 
 
 def test_a_compressed_answer_passes_through_byte_for_byte(client: httpx.Client) -> None:
