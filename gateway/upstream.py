@@ -22,6 +22,7 @@ from yarl import URL
 from nrm.errors import BadGateway, GatewayTimeout, NotFound
 
 UNREACHABLE = "The service cannot be reached."
+CONNECTIONS = 256
 TOO_SLOW = "The service did not answer in time."
 
 
@@ -97,7 +98,9 @@ class HttpUpstream:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                # Bounded: past this many open requests to one service, the next waits for
+                # a connection (within the connect timeout) rather than opening more.
+                connector=aiohttp.TCPConnector(limit=CONNECTIONS, keepalive_timeout=30),
                 # Bytes pass through as the service sent them, compressed or not, and
                 # nothing is added that the caller did not send.
                 auto_decompress=False,

@@ -178,7 +178,7 @@ class TokenVerifier:
         if known is not None:
             if self._clock() <= known.valid_until and await self._keys.key(known.kid) == known.key:
                 return known.principal
-            del self._verified[digest]
+            self._verified.pop(digest, None)  # another request may have dropped it meanwhile
         try:
             header = jwt.get_unverified_header(token)
         except JWTError:
