@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Protocol
 
 import aiohttp
@@ -58,6 +59,10 @@ class HttpxUpstream:
     """A service behind an httpx client: the app itself in `nrm up`, or a test's stand-in."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
+        # One client serves every caller: a cookie a service sets for one must never be
+        # kept and sent on with the next one's requests. A policy allowing no domain
+        # makes the client's jar refuse them all.
+        client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._client = client
 
     async def open(self, request: UpstreamRequest) -> UpstreamAnswer:
@@ -106,6 +111,8 @@ class HttpUpstream:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
                 trust_env=False,  # never an HTTP proxy from the environment
+                # Every caller shares this session: no cookie is kept for the next one.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 
 from gateway.app import create_app
 from gateway.keys import SigningKeys
@@ -29,9 +29,11 @@ def _echo_app() -> FastAPI:
     app = FastAPI()
 
     @app.api_route("/api/v1/intake/{path:path}", methods=["GET", "POST"])
-    async def echo(path: str, request: Request) -> dict[str, Any]:
+    async def echo(path: str, request: Request, response: Response) -> dict[str, Any]:
         if path == "slow":
             await asyncio.sleep(2)
+        if path == "sign-in":
+            response.set_cookie("session", "for-the-first-caller-only")
         body = await request.body()
         return {
             "path": request.url.path,
@@ -173,3 +175,17 @@ async def test_a_token_is_verified_once_per_request_at_the_gateway(
 
     assert answer.status_code == 200
     assert calls == 1, "the rate limiter and the proxy share one verification"
+
+
+async def test_a_cookie_a_service_sets_is_not_kept_for_the_next_caller(
+    gateway: httpx.AsyncClient,
+) -> None:
+    # One upstream client serves every caller: a cookie jar in it would hand the first
+    # caller's cookie to everyone after.
+    first = await gateway.get("/api/v1/intake/sign-in")
+    assert "session=" in first.headers.get("set-cookie", ""), "passed back to its caller"
+    gateway.cookies.clear()
+
+    after = await gateway.get("/api/v1/intake/anything")
+
+    assert "cookie" not in after.json()["headers"]

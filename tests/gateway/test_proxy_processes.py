@@ -111,6 +111,12 @@ class StandIn:
             raw_path = request.scope["raw_path"].decode("latin-1")
             return JSONResponse({"raw_path": raw_path, "headers": dict(request.headers)})
 
+        @app.get("/api/v1/referral/sign-in")
+        async def sign_in() -> JSONResponse:
+            answer = JSONResponse({"signed_in": True})
+            answer.set_cookie("session", "for-the-first-caller-only")
+            return answer
+
         @app.get("/api/v1/referral/compressed")
         async def compressed() -> Response:
             return Response(
@@ -239,7 +245,9 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Split]:
             "NRM_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
             "NRM_INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "NRM_NOTIFY_URL": f"http://127.0.0.1:{ports['notify']}",
-            "NRM_REFERRAL_URL": stand_in.url,
+            # By name, as deployments name services (an HTTP client treats cookies from a
+            # bare IP address differently).
+            "NRM_REFERRAL_URL": stand_in.url.replace("127.0.0.1", "localhost"),
             "NRM_FUND_URL": stand_in.url,
             "NRM_UPSTREAM_TIMEOUT_SECONDS": str(UPSTREAM_TIMEOUT),
             "NRM_OTLP_ENDPOINT": collector.url,
@@ -397,6 +405,16 @@ def test_the_path_reaches_the_service_as_the_caller_encoded_it(client: httpx.Cli
     assert answer.status_code == 200, answer.text
     assert answer.json()["raw_path"] == path
     assert "x-injected" not in answer.json()["headers"]
+
+
+def test_a_cookie_a_service_sets_is_not_kept_for_the_next_caller(split: Split) -> None:
+    with httpx.Client(base_url=split.gateway, headers=split.admin) as first:
+        signed_in = first.get("/api/v1/referral/sign-in")
+        assert "session=" in signed_in.headers.get("set-cookie", ""), "passed back to its caller"
+    with httpx.Client(base_url=split.gateway, headers=split.admin) as second:
+        seen = second.get("/api/v1/referral/echo").json()["headers"]
+
+    assert "cookie" not in seen, "the gateway's client must keep no cookie jar"
 
 
 def test_a_compressed_answer_passes_through_byte_for_byte(client: httpx.Client) -> None:
