@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
 from typing import Protocol
 
 import aiohttp
@@ -21,6 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from nrm.errors import BadGateway, GatewayTimeout, NotFound
+from nrm.http import without_cookies
 
 UNREACHABLE = "The service cannot be reached."
 CONNECTIONS = 256
@@ -59,11 +59,7 @@ class HttpxUpstream:
     """A service behind an httpx client: the app itself in `nrm up`, or a test's stand-in."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
-        # One client serves every caller: a cookie a service sets for one must never be
-        # kept and sent on with the next one's requests. A policy allowing no domain
-        # makes the client's jar refuse them all.
-        client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        self._client = client
+        self._client = without_cookies(client)
 
     async def open(self, request: UpstreamRequest) -> UpstreamAnswer:
         outgoing = self._client.build_request(

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from nrm.http import without_cookies
 from services.notify.channels.outcome import Outcome
 from services.notify.outbound import Allowlist, RefusedTarget, resolve_target
 from services.notify.signing import signature_headers
@@ -14,12 +15,13 @@ from services.notify.signing import signature_headers
 def http_client(timeout: float, concurrency: int) -> httpx.AsyncClient:
     # No redirects (they could lead anywhere), no proxies from the environment. A bounded
     # pool: httpcore scans every pooled connection per request.
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(timeout),
         limits=httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=32),
     )
+    return without_cookies(client)  # one client for every organisation's webhooks
 
 
 async def send_webhook(
