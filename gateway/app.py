@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,17 @@ from nrm.settings import SERVICES
 from nrm.telemetry import instrument_app, instrument_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ASYNCAPI_PATH = "/asyncapi.json"
 
 
-def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> FastAPI:
+def create_app(
+    runtime: Runtime,
+    *,
+    keys: SigningKeys,
+    upstreams: Upstreams,
+    events: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """`events`: the AsyncAPI document the gateway serves at /asyncapi.json, if any."""
     limiter = create_limiter(runtime.settings)
     trusted_proxies = trusted_networks(runtime.settings.trusted_proxies)
 
@@ -62,6 +70,12 @@ def create_app(runtime: Runtime, *, keys: SigningKeys, upstreams: Upstreams) -> 
     app.include_router(health_router())
     app.include_router(token.router)
     app.include_router(routes.router)  # before the proxy: /api/v1/gateway is the gateway's own
+
+    if events is not None:
+
+        @app.get(ASYNCAPI_PATH, include_in_schema=False)
+        async def asyncapi() -> Mapping[str, Any]:
+            return events
 
     @app.get("/.well-known/jwks.json", tags=["identity"])
     async def jwks() -> dict[str, Any]:

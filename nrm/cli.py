@@ -1,4 +1,4 @@
-"""The `nrm` command: up, serve, migrate, demo (CONTRACT.md)."""
+"""The `nrm` command: up, serve, migrate, demo (CONTRACT.md), and maintenance commands."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("component", choices=(*COMPONENTS, "all"))
 
     commands.add_parser("demo", help="load the demo data set (idempotent)")
+    commands.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of every event")
 
     intake = commands.add_parser("intake", help="intake maintenance")
     intake_commands = intake.add_subparsers(dest="intake_command", required=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from gateway import app as gateway_app
 from gateway import demo as gateway_demo
 from gateway.keys import SigningKeys
 from gateway.upstream import Upstreams
-from nrm import migrations
+from nrm import asyncapi, migrations
 from nrm.app import DemoLoader, Runtime, ServiceDefinition
 from nrm.auth import JwksClient, KeySource, TokenVerifier
 from nrm.bus import Bus, create_bus
 from nrm.db import Database
+from nrm.events import Event
 from nrm.settings import COMPONENTS, SERVICES, Component, InsecureConfiguration, Settings
 from nrm.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
@@ -42,6 +45,26 @@ def service_definitions() -> dict[Component, ServiceDefinition]:
     from services.referral.app import SERVICE as REFERRAL
 
     return {s.name: s for s in (INTAKE, REFERRAL, FUND, NOTIFY)}
+
+
+def events_document() -> dict[str, Any]:
+    """The AsyncAPI document of every event type, who publishes and who consumes it."""
+    from gateway import events as gateway_events
+    from services.fund import events as fund_events
+    from services.intake import events as intake_events
+    from services.referral import events as referral_events
+
+    modules = (gateway_events, intake_events, referral_events, fund_events)
+    events = asyncapi.catalogue(
+        *(
+            [v for v in vars(m).values() if isinstance(v, type) and issubclass(v, Event)]
+            for m in modules
+        )
+    )
+    consumers: dict[str, list[type[Event]]] = {
+        name: list(d.handlers) for name, d in service_definitions().items()
+    }
+    return asyncapi.document(events, consumers, version=metadata.version("open-nrm"))
 
 
 def service_factories() -> dict[Component, Callable[[Runtime], FastAPI]]:
@@ -167,7 +190,9 @@ async def up(settings: Settings, *, host: str, port: int, demo: bool) -> None:
             )
         # Consumers stop before the services' databases close.
         stack.push_async_callback(bus.close)
-        gateway = gateway_app.create_app(runtime, keys=keys, upstreams=Upstreams(clients))
+        gateway = gateway_app.create_app(
+            runtime, keys=keys, upstreams=Upstreams(clients), events=events_document()
+        )
         _announce(host, port, loaded)
         await _serve(gateway, host, port)
     shutdown_tracing(provider)
@@ -182,7 +207,9 @@ async def serve(settings: Settings, component: Component, *, host: str, port: in
         if component == "gateway":
             keys = SigningKeys.load(settings)
             runtime = Runtime(settings, bus, build_verifier(settings, http, keys), provider)
-            app = gateway_app.create_app(runtime, keys=keys, upstreams=_http_upstreams(settings))
+            app = gateway_app.create_app(
+                runtime, keys=keys, upstreams=_http_upstreams(settings), events=events_document()
+            )
         else:
             runtime = Runtime(settings, bus, build_verifier(settings, http, None), provider)
             app = service_factories()[component](runtime)
@@ -262,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
                 asyncio.run(migrate(settings, chosen))
             case "intake":
                 return asyncio.run(intake_maintenance(settings, args.intake_command))
+            case "asyncapi":
+                print(json.dumps(events_document(), indent=2))
             case "demo":
                 asyncio.run(migrate(settings, COMPONENTS))
                 for item in asyncio.run(load_demo(settings)):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -131,3 +131,25 @@ async def database_of(
         await database.dispose()
         if postgres is not None:
             await postgres.drop_all()
+
+
+def json_refs(node: Any) -> Iterator[str]:
+    """Every `$ref` in a JSON document (OpenAPI, AsyncAPI)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from json_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from json_refs(item)
+
+
+def resolve_ref(document: dict[str, Any], ref: str) -> Any:
+    """What a local `#/...` JSON pointer names in `document`."""
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for token in ref[2:].split("/"):
+        node = node[token.replace("~1", "/").replace("~0", "~")]
+    return node

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from services.intake.app import create_app as create_intake
 from services.notify.app import create_app as create_notify
 from tests.e2e.processes import free_port
 from tests.gateway.conftest import GatewayFactory
-from tests.support import runtime_for, serving
+from tests.support import json_refs, resolve_ref, runtime_for, serving
 
 PING = "/api/v1/intake/diagnostics/pings"
 RECEIPT = "/api/v1/notify/diagnostics/pings/{ping_id}"
@@ -52,26 +51,6 @@ async def merged(
     return document
 
 
-def refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from refs(item)
-
-
-def resolve(document: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), ref
-    node: Any = document
-    for token in ref[2:].split("/"):
-        node = node[token.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
 async def test_merged_document_has_the_gateways_and_the_services_paths(
     merged: dict[str, Any],
 ) -> None:
@@ -87,11 +66,11 @@ async def test_merged_document_has_the_gateways_and_the_services_paths(
 
 
 async def test_every_ref_in_the_merged_document_resolves(merged: dict[str, Any]) -> None:
-    found = list(refs(merged))
+    found = list(json_refs(merged))
     assert "#/components/schemas/intake_PingSent" in found
     assert "#/components/schemas/notify_PingReceiptPublic" in found
     for ref in found:
-        resolve(merged, ref)
+        resolve_ref(merged, ref)
 
 
 async def test_a_service_that_is_down_is_left_out_and_named(merged: dict[str, Any]) -> None:
