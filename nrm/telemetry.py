@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from fastapi import FastAPI
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -57,6 +58,7 @@ def instrument_app(app: FastAPI, provider: TracerProvider | None, *, prefix: str
 
 
 request_log = logging.getLogger("nrm.request")
+SQLALCHEMY_TRACER = "opentelemetry.instrumentation.sqlalchemy"
 QUIET_PATHS = ("/healthz", "/readyz")
 
 
@@ -134,9 +136,24 @@ class RequestTelemetryMiddleware:
 
 
 def instrument_engine(engine: AsyncEngine, provider: TracerProvider | None) -> None:
-    SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=provider, enable_commenter=False
+    """Trace the engine's statements (never their parameters: they may be personal data).
+
+    The instrumentor is one per process and instruments only the engine of its first
+    call (later calls just warn), while `nrm up` opens five: those get a tracer of their
+    own, as the instrumentor would have made it.
+    """
+    instrumentor = SQLAlchemyInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(
+            engine=engine.sync_engine, tracer_provider=provider, enable_commenter=False
+        )
+        return
+    tracer = trace.get_tracer(SQLALCHEMY_TRACER, tracer_provider=provider)
+    connections = metrics.get_meter(SQLALCHEMY_TRACER).create_up_down_counter(
+        "db.client.connections.usage", unit="connections"
     )
+    # The library's own class, as its instrumentor uses it; it has no type hints.
+    EngineTracer(tracer, engine.sync_engine, connections, enable_commenter=False)  # type: ignore[no-untyped-call]
 
 
 def shutdown_tracing(provider: TracerProvider) -> None:

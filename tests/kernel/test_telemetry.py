@@ -106,6 +106,34 @@ async def test_a_request_is_one_server_span_named_by_its_route_and_one_log_line(
     )
 
 
+async def test_every_components_database_is_traced_in_one_process(
+    settings: Settings, signing_keys: SigningKeys, span_exporter: InMemorySpanExporter
+) -> None:
+    # `nrm up` opens five engines in one process; each one's statements must show.
+    await migrate(settings, ["intake", "notify"])
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    admin = bearer(signing_keys, settings)
+    async with connected_bus(settings, "test-sql-spans") as bus:
+        runtime = Runtime(settings, bus, verifier_for(signing_keys, settings), provider)
+        async with (
+            serving(create_intake(runtime)) as intake,
+            serving(create_notify(runtime)) as notify,
+        ):
+            span_exporter.clear()
+            await intake.get("/api/v1/intake/cases", headers=admin)
+            await notify.get("/api/v1/notify/notifications", headers=admin)
+
+    # Statements, not just connections: a span per SELECT, named by the database it ran in.
+    statements = {
+        str(span.attributes.get("db.name", ""))
+        for span in span_exporter.get_finished_spans()
+        if span.kind == trace.SpanKind.CLIENT and span.name != "connect" and span.attributes
+    }
+    assert any(name.endswith("intake.db") for name in statements), statements
+    assert any(name.endswith("notify.db") for name in statements), statements
+
+
 def test_log_lines_are_json_with_the_current_trace_id(
     span_exporter: InMemorySpanExporter,
 ) -> None:
