@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -102,8 +103,18 @@ class RequestTelemetryMiddleware:
             context=propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter),
             kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": method, "url.scheme": scope["scheme"]},
+            # Recorded by hand: an exception's message quotes the values that failed.
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            await self._logged(scope, receive, send, span)
+            try:
+                await self._logged(scope, receive, send, span)
+            except Exception as error:
+                span.set_status(trace.StatusCode.ERROR)
+                span.set_attribute(
+                    "error.type", f"{type(error).__module__}.{type(error).__qualname__}"
+                )
+                raise
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send, span: Span | None) -> None:
         started = time.perf_counter()
@@ -174,9 +185,39 @@ class JsonLogFormatter(logging.Formatter):
         if context.is_valid:
             entry["trace_id"] = format(context.trace_id, "032x")
             entry["span_id"] = format(context.span_id, "016x")
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = without_messages(record.exc_info[1])
         return json.dumps(entry, ensure_ascii=False)
+
+
+def without_messages(error: BaseException) -> str:
+    """A traceback with where and what, but not an exception's message: messages quote
+    the values that failed (a validation error its input, a KeyError its key), and here
+    those may be a name or a phone number. Chained exceptions come first, as Python's."""
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def add(part: traceback.TracebackException) -> None:
+        if id(part) in seen:
+            return
+        seen.add(id(part))
+        if part.__cause__ is not None:
+            add(part.__cause__)
+            lines.append("\nThe above exception was the direct cause of the following:\n\n")
+        elif part.__context__ is not None and not part.__suppress_context__:
+            add(part.__context__)
+            lines.append("\nDuring handling of the above exception, another occurred:\n\n")
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(part.stack.format())
+        lines.append(f"{qualified(part.exc_type)}\n")
+
+    add(traceback.TracebackException.from_exception(error, capture_locals=False))
+    return "".join(lines).rstrip("\n")
+
+
+def qualified(kind: type[BaseException] | None) -> str:
+    """An exception's type by its full name: what went wrong, without the values."""
+    return f"{kind.__module__}.{kind.__qualname__}" if kind is not None else "Exception"
 
 
 def setup_logging(level: str) -> None:

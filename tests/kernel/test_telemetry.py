@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +15,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.keys import SigningKeys
-from nrm.app import Runtime
+from nrm.app import Runtime, base_app
 from nrm.runner import connected_bus, migrate
 from nrm.settings import Settings
-from nrm.telemetry import JsonLogFormatter, tracer_provider
+from nrm.telemetry import JsonLogFormatter, instrument_app, tracer_provider
 from services.intake.app import create_app as create_intake
 from services.notify.app import create_app as create_notify
 from tests.support import bearer, eventually, serving, verifier_for
@@ -145,6 +146,52 @@ def test_log_lines_are_json_with_the_current_trace_id(
     assert line["message"] == "case c-1 routed"
     assert line["level"] == "INFO"
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+
+
+def test_a_logged_exception_shows_where_and_what_but_never_its_message() -> None:
+    secret = "Farhod Rahimov +992900111222"
+    known: dict[str, str] = {}
+    try:
+        try:
+            known[secret]
+        except KeyError as missing:
+            raise ValueError(secret) from missing
+    except ValueError:
+        failed = sys.exc_info()
+    record = logging.LogRecord("nrm.test", logging.ERROR, __file__, 1, "failed", (), failed)
+
+    line = json.loads(JsonLogFormatter().format(record))
+
+    assert secret not in json.dumps(line)
+    assert "builtins.KeyError" in line["exception"]
+    assert "builtins.ValueError" in line["exception"]
+    assert "test_telemetry.py" in line["exception"], "where it happened is kept"
+
+
+async def test_a_failing_request_span_names_the_error_type_not_its_message(
+    span_exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Farhod Rahimov +992900111222"
+    app = base_app("failing", lifespan=None)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ValueError(secret)
+
+    instrument_app(app, trace.get_tracer_provider())  # type: ignore[arg-type]
+    span_exporter.clear()
+    async with serving(app) as client:
+        answer = await client.get("/boom")
+
+    assert answer.status_code == 500
+    (span,) = [s for s in span_exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "builtins.ValueError"
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert secret not in repr([(e.name, dict(e.attributes or {})) for e in span.events])
+    logged = [JsonLogFormatter().format(r) for r in caplog.records]
+    assert logged, "the failure is logged"
+    assert all(secret not in line for line in logged)
 
 
 class _Collector(BaseHTTPRequestHandler):
