@@ -18,9 +18,10 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.clientip import IpNetwork, client_ip
+from gateway.scopes import check_scope
 from gateway.upstream import UpstreamRequest, Upstreams
 from nrm.auth import TokenVerifier, bearer_token, verify_once
-from nrm.errors import ProblemError, Unauthorized, problem_response
+from nrm.errors import BadRequest, ProblemError, Unauthorized, problem_response
 
 # RFC 9110 section 7.6.1, plus what a proxy must set itself.
 HOP_BY_HOP = frozenset(
@@ -42,6 +43,7 @@ REQUEST_ID = "x-request-id"
 PREFIX = "/api/v1/"
 PROXY_PATH = PREFIX + "{service}/{path:path}"
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def end_to_end(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -118,12 +120,17 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream = self._upstreams.get(scope["path_params"]["service"])
+        if any(segment in DOT_SEGMENTS for segment in scope["path_params"]["path"].split("/")):
+            # A client library may resolve them on the way on (httpx does), and then the
+            # request would reach another collection than the one its scope was checked for.
+            raise BadRequest("A path may not hold '.' or '..' segments.")
         if any(name == b"authorization" for name, _ in scope["headers"]):
             # A bad token stops here; a good one is passed on and verified again.
             token = bearer_token(scope["headers"])
             if token is None:
                 raise Unauthorized("A bearer token is required.")
-            await verify_once(scope.setdefault("state", {}), self._verifier, token)
+            principal = await verify_once(scope.setdefault("state", {}), self._verifier, token)
+            check_scope(principal, scope["method"], scope["path_params"]["path"])
         request_id = _header(scope, REQUEST_ID.encode()) or str(uuid.uuid4())
         headers, has_body = _forwarded_headers(scope, request_id, client_ip(scope, self._trusted))
         answer = await upstream.open(
@@ -188,6 +195,7 @@ class ProxyMiddleware:
                 problem.slug,
                 detail=problem.detail,
                 instance=scope["path"],
+                extra=problem.extra,
                 headers=problem.headers,
             )
             await response(scope, receive, send)

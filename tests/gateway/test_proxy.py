@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from gateway.app import create_app
-from gateway.keys import SigningKeys
+from gateway.keys import SigningKeys, issue_access_token
 from gateway.upstream import Upstreams
 from nrm.app import Runtime
 from nrm.auth import Principal, TokenVerifier
@@ -189,3 +189,42 @@ async def test_a_cookie_a_service_sets_is_not_kept_for_the_next_caller(
     after = await gateway.get("/api/v1/intake/anything")
 
     assert "cookie" not in after.json()["headers"]
+
+
+def machine(keys: SigningKeys, settings: Settings, *scopes: str) -> dict[str, str]:
+    token, _ = issue_access_token(
+        keys,
+        subject="ngo-system",
+        org="shelter-khujand",
+        roles=["system", "provider"],
+        scopes=scopes,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_machine_client_reaches_only_what_its_scopes_name(
+    gateway: httpx.AsyncClient, settings: Settings, signing_keys: SigningKeys
+) -> None:
+    reader = machine(signing_keys, settings, "cases:read")
+
+    assert (await gateway.get("/api/v1/intake/cases", headers=reader)).status_code == 200
+    written = await gateway.post("/api/v1/intake/cases", headers=reader, json={})
+    assert written.status_code == 403
+    assert written.headers["content-type"] == "application/problem+json"
+    assert written.json()["scope"] == "cases:write"
+    assert 'error="insufficient_scope"' in written.headers["www-authenticate"]
+    elsewhere = await gateway.get("/api/v1/intake/notes", headers=reader)
+    assert elsewhere.status_code == 403, "another collection of the same service"
+    none = machine(signing_keys, settings)
+    assert (await gateway.get("/api/v1/intake/cases", headers=none)).status_code == 403
+    assert (await gateway.get("/api/v1/intake/readyz", headers=none)).status_code == 200
+
+
+async def test_a_persons_token_is_not_narrowed_by_scopes(
+    gateway: httpx.AsyncClient, settings: Settings, signing_keys: SigningKeys
+) -> None:
+    person = bearer(signing_keys, settings, roles=["intake_officer"])
+
+    assert (await gateway.post("/api/v1/intake/cases", headers=person, json={})).status_code == 200

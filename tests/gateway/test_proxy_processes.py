@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import http.client
 import json
 import re
 import threading
@@ -415,6 +416,21 @@ def test_a_cookie_a_service_sets_is_not_kept_for_the_next_caller(split: Split) -
         seen = second.get("/api/v1/referral/echo").json()["headers"]
 
     assert "cookie" not in seen, "the gateway's client must keep no cookie jar"
+
+
+def test_dot_segments_are_refused_not_resolved(split: Split) -> None:
+    # Resolved on the way on (httpx does it), `notifications/../cases` would reach a
+    # collection other than the one a machine client's scope was checked for.
+    for path in ("/api/v1/referral/echo/../sign-in", "/api/v1/referral/echo/%2E%2E/sign-in"):
+        connection = http.client.HTTPConnection("127.0.0.1", split.gateway_port, timeout=10)
+        try:
+            connection.request("GET", path, headers=split.admin)  # sent exactly as written
+            answer = connection.getresponse()
+            body = answer.read().decode()
+        finally:
+            connection.close()
+        assert answer.status == 400, (path, body)
+        assert "session=" not in (answer.getheader("set-cookie") or "")
 
 
 def test_a_compressed_answer_passes_through_byte_for_byte(client: httpx.Client) -> None:
