@@ -155,7 +155,7 @@ class RedisLimiter:
         self,
         redis: Redis,
         *,
-        fallback: MemoryLimiter,
+        fallback: Limiter,
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

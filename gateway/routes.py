@@ -95,10 +95,7 @@ async def create_client(body: ClientCreate, _: Admin, session: SessionDep) -> Cl
     client, secret = await identity.create_client(
         session, client_id=body.client_id, org_id=body.org_id, roles=body.roles, scopes=body.scopes
     )
-    return ClientWithSecret(
-        **ClientPublic.model_validate(client, from_attributes=True).model_dump(),
-        client_secret=secret,
-    )
+    return _with_secret(client, secret)
 
 
 @router.get("/clients")
@@ -121,10 +118,12 @@ async def deactivate_client(client_id: str, _: Admin, session: SessionDep) -> Cl
 @router.post("/clients/{client_id}/secret")
 async def rotate_client_secret(client_id: str, _: Admin, session: SessionDep) -> ClientWithSecret:
     client, secret = await identity.rotate_client_secret(session, client_id)
-    return ClientWithSecret(
-        **ClientPublic.model_validate(client, from_attributes=True).model_dump(),
-        client_secret=secret,
-    )
+    return _with_secret(client, secret)
+
+
+def _with_secret(client: ApiClient, secret: str) -> ClientWithSecret:
+    public = ClientPublic.model_validate(client, from_attributes=True)
+    return ClientWithSecret(**public.model_dump(), client_secret=secret)
 
 
 @router.post("/keys/rotate")

@@ -19,6 +19,12 @@ PROBLEM_BASE = "https://open-nrm.org/problems/"
 log = logging.getLogger(__name__)
 
 
+def qualified(kind: type[BaseException] | None) -> str:
+    """An exception's type by its full name: what went wrong, without the values. Its
+    message may quote them (a validation error its input, a database error the row)."""
+    return f"{kind.__module__}.{kind.__qualname__}" if kind is not None else "Exception"
+
+
 class ProblemError(Exception):
     status = 500
     title = "Internal error"
@@ -166,7 +172,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Not the path (it may hold what a caller typed): the request's own log line, with
+        # the same trace id, names the route.
+        log.exception("unhandled error on a %s request", request.method)
         return problem_response(500, "Internal error", "internal", instance=request.url.path)
 
     app.add_exception_handler(ProblemError, on_problem)

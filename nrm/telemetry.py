@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -23,12 +24,14 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span
+from opentelemetry.sdk.trace import Event as SpanEvent
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Span, Status
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nrm.errors import qualified
 from nrm.settings import Settings
 
 
@@ -36,8 +39,57 @@ def tracer_provider(service_name: str, settings: Settings) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if settings.otlp_endpoint:
         endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        exporter = WithoutMessages(OTLPSpanExporter(endpoint=endpoint))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+# What an exception event carries beyond its type.
+EXCEPTION_TEXT = frozenset({"exception.message", "exception.stacktrace"})
+
+
+class WithoutMessages(SpanExporter):
+    """Sends spans on without the text of any exception: no status description and no
+    message or stack trace on exception events. Instrumentation we do not write records
+    them (SQLAlchemy's puts the database's error in the status, and PostgreSQL's error
+    quotes the failing row); the collector is outside what must never see personal data."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([_scrubbed(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def _scrubbed(span: ReadableSpan) -> ReadableSpan:
+    events = [
+        SpanEvent(
+            event.name,
+            {k: v for k, v in (event.attributes or {}).items() if k not in EXCEPTION_TEXT},
+            event.timestamp,
+        )
+        for event in span.events
+    ]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
@@ -213,11 +265,6 @@ def without_messages(error: BaseException) -> str:
 
     add(traceback.TracebackException.from_exception(error, capture_locals=False))
     return "".join(lines).rstrip("\n")
-
-
-def qualified(kind: type[BaseException] | None) -> str:
-    """An exception's type by its full name: what went wrong, without the values."""
-    return f"{kind.__module__}.{kind.__qualname__}" if kind is not None else "Exception"
 
 
 def setup_logging(level: str) -> None:

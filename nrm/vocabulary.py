@@ -4,10 +4,10 @@ Names follow HTCDS (case facts), Open Referral HSDS (services) and the ILO where
 they have one. Country-specific lists (regions, districts) are data, not code.
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 Urgency = Literal["critical", "high", "normal", "low"]
-URGENCIES: tuple[Urgency, ...] = ("critical", "high", "normal", "low")
+URGENCIES: tuple[Urgency, ...] = get_args(Urgency)  # most urgent first
 
 CaseType = Literal["presumed_trafficking_victim", "vulnerable_migrant", "labour_complaint"]
 
@@ -23,18 +23,7 @@ ServiceType = Literal[
     "child_protection",
     "other",
 ]
-SERVICE_TYPES: tuple[ServiceType, ...] = (
-    "shelter",
-    "medical",
-    "psychosocial",
-    "legal_aid",
-    "interpretation",
-    "return_travel",
-    "subsistence",
-    "reintegration",
-    "child_protection",
-    "other",
-)
+SERVICE_TYPES: tuple[ServiceType, ...] = get_args(ServiceType)
 
 # HTCDS gender values.
 Gender = Literal["female", "male", "transgender", "other", "unknown"]

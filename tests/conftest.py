@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,18 @@ from tests.infra import (
     rabbitmqctl,
 )
 from tests.support import PostgresDatabases
+
+# Kept: how to reach the test servers, and whether they must be there.
+OWN_SETTINGS = ("NRM_TEST_", "NRM_REQUIRE_REAL_INFRA")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Forget NRM_* settings exported in the shell that runs the tests: a developer's
+    NRM_REDIS_URL or NRM_BROKER_URL would quietly move embedded tests onto real servers
+    (shared rate-limit buckets, other queues). Each test says what it runs on."""
+    for name in [n for n in os.environ if n.startswith("NRM_")]:
+        if not name.startswith(OWN_SETTINGS):
+            del os.environ[name]
 
 
 @pytest.fixture(scope="session")

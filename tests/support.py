@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self, TypeVar
 
 import asyncpg
 import httpx
@@ -153,3 +155,44 @@ def resolve_ref(document: dict[str, Any], ref: str) -> Any:
     for token in ref[2:].split("/"):
         node = node[token.replace("~1", "/").replace("~0", "~")]
     return node
+
+
+class LocalHttpServer:
+    """A real HTTP server on 127.0.0.1, in a thread, standing in for an outside system
+    (an identity provider's JWKS, an OpenTelemetry collector). Use it as a context."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._http.daemon_threads = True
+        # A short poll interval makes shutdown() quick: it is waited for after every test.
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._http.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that answers in one call and writes no access log."""
+
+    def answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

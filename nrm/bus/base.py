@@ -16,12 +16,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nrm.errors import qualified
+
 EVENTS_EXCHANGE = "nrm.events"
 DEAD_EXCHANGE = "nrm.dead"
 
 # Header names we add to dead letters so an operator can see why and from where.
 DEAD_REASON_HEADER = "x-nrm-dead-reason"
 ORIGINAL_ROUTING_KEY_HEADER = "x-nrm-original-routing-key"
+
+
+def exhausted(limit: int, error: BaseException) -> str:
+    """The dead-letter reason after the last failed attempt: the error's type, never its
+    message (the reason stays on the message in the dead queue, for anyone to read)."""
+    return f"delivery limit {limit} reached: {qualified(type(error))}"
 
 
 class PublishFailed(RuntimeError):

@@ -8,7 +8,15 @@ import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-from nrm.bus.base import DeadLetter, Delivery, Handler, PublishFailed, Rejected, Subscription
+from nrm.bus.base import (
+    DeadLetter,
+    Delivery,
+    Handler,
+    PublishFailed,
+    Rejected,
+    Subscription,
+    exhausted,
+)
 
 log = logging.getLogger("nrm.bus")
 
@@ -117,9 +125,7 @@ class InMemoryBus:
             self._dead_letter(consumer, delivery, exc.reason, exc)
         except Exception as exc:
             if delivery.attempt >= self._delivery_limit:
-                reason = (
-                    f"delivery limit {self._delivery_limit} reached: {type(exc).__name__}: {exc}"
-                )
+                reason = exhausted(self._delivery_limit, exc)
                 self._dead_letter(consumer, delivery, reason, exc)
                 return
             log.warning(

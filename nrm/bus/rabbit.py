@@ -35,6 +35,7 @@ from nrm.bus.base import (
     PublishFailed,
     Rejected,
     Subscription,
+    exhausted,
 )
 
 log = logging.getLogger("nrm.bus")
@@ -245,9 +246,7 @@ class RabbitBus:
             await self._dead_letter(subscription, message, delivery, exc.reason, exc)
         except Exception as exc:
             if delivery.attempt >= self._delivery_limit:
-                reason = (
-                    f"delivery limit {self._delivery_limit} reached: {type(exc).__name__}: {exc}"
-                )
+                reason = exhausted(self._delivery_limit, exc)
                 await self._dead_letter(subscription, message, delivery, reason, exc)
                 return
             log.warning(

@@ -50,6 +50,9 @@ def hint(account: str) -> str:
 
 
 def forget_payee(request: FundRequest) -> None:
-    """What the fund held of the person behind a request, gone: the case was erased."""
+    """What the fund held of the person behind a request, gone: the case was erased. The
+    texts staff typed go too (a justification, a rejection's reason may name them)."""
     request.payee_account_sealed = request.payee_account_hint = None
     request.justification = ERASED
+    if request.rejection_reason is not None:
+        request.rejection_reason = ERASED

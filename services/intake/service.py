@@ -293,7 +293,9 @@ async def close_case(
 async def erase_case(
     session: AsyncSession, principal: Principal, case_id: str, reason: str
 ) -> None:
-    """Crypto-shredding: the data key goes, so every copy of the sealed data is unreadable."""
+    """Crypto-shredding: the case's data key goes, and with it every copy of the sealed
+    data this database holds. A database backup taken before keeps the wrapped key beside
+    the data, so it still opens with the master keys until that backup expires."""
     case = await session.get(Case, case_id, with_for_update=True)
     if case is None or case.status == "erased":
         raise NotFound("No such case.")

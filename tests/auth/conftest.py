@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
 from gateway.keys import thumbprint
+from tests.support import LocalHttpServer, QuietHandler
 
 ISSUER = "https://idp.test/realms/nrm"
 AUDIENCE = "urn:open-nrm:api"
@@ -80,7 +80,7 @@ def unsigned_segments(header: dict[str, Any], payload: dict[str, Any]) -> str:
     return f"{b64(encode(header).encode())}.{b64(encode(payload).encode())}"
 
 
-class JwksServer:
+class JwksServer(LocalHttpServer):
     """Serves `document` at /jwks.json on 127.0.0.1 and counts the requests it gets."""
 
     def __init__(self) -> None:
@@ -88,49 +88,28 @@ class JwksServer:
         self.hits = 0
         self.failing = False
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._http.daemon_threads = True
-        # A short poll interval makes shutdown() quick: it is waited for after every test.
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        host, port = self._http.server_address[:2]
-        return f"http://{host!s}:{port}/jwks.json"
+        return f"{self.base_url}/jwks.json"
 
     def publish(self, *keys: dict[str, Any]) -> None:
         self.document = {"keys": list(keys)}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[QuietHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 with server._lock:
                     server.hits += 1
-                status = 500 if server.failing else 200
-                body = b"oops" if server.failing else json.dumps(server.document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                if server.failing:
+                    self.answer(500, "application/json", b"oops")
+                else:
+                    self.answer(200, "application/json", json.dumps(server.document).encode())
 
         return Handler
-
-    def __enter__(self) -> JwksServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join()
 
 
 class MonotonicClock:

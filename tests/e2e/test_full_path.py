@@ -7,7 +7,6 @@ talking only through a real RabbitMQ.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -74,7 +73,6 @@ async def test_a_registered_case_reaches_the_shelters_system_as_a_signed_cloudev
                 assert subscribed.status_code == 201, subscribed.text
                 secrets[org] = subscribed.json()["secret"]
 
-            started = time.monotonic()
             registered = await intake.post(
                 "/api/v1/intake/cases",
                 headers=police,
@@ -99,7 +97,6 @@ async def test_a_registered_case_reaches_the_shelters_system_as_a_signed_cloudev
             )
             assert registered.status_code == 201, registered.text
             await asyncio.wait_for(receiver.arrived.wait(), 15)
-            elapsed = time.monotonic() - started
 
     request = receiver.requests[0]
     event = JSONFormat().read(None, request.body)
@@ -111,5 +108,4 @@ async def test_a_registered_case_reaches_the_shelters_system_as_a_signed_cloudev
     assert payload["data"]["case_id"] == registered.json()["id"]
     assert payload["data"]["urgency"] == "critical"
     assert "Malika" not in request.body.decode()
-    assert elapsed < 15
     uuid.UUID(payload["id"])

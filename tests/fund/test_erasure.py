@@ -13,7 +13,7 @@ from nrm.events import envelope_for
 from nrm.outbox import OutboxMessage
 from services.fund import ledger
 from services.fund.handlers import case_erased
-from services.fund.models import Disbursement, FundRequest
+from services.fund.models import Disbursement, FundRequest, Vote
 from services.fund.payouts import settle
 from services.intake.events import CaseErased
 from tests.fund.conftest import Fund
@@ -108,10 +108,12 @@ async def test_a_case_erased_after_payment_keeps_the_books_and_drops_the_account
 ) -> None:
     await fund.source(balance=1_000_000)
     case_id = await fund.case()
-    request_id = await submitted(fund, case_id, 20_000, CASH)
+    request_id = await submitted(fund, case_id, 20_000, WALLET)
     assert (await fund.approve(request_id)).status_code == 200
-    handed = await fund.hand_over(request_id, "R-1")
-    assert handed.status_code == 200, handed.text
+    _, disbursement = await stored(fund, request_id)
+    assert disbursement is not None
+    async with fund.db.transaction() as session:
+        await settle(session, disbursement, paid=True, by="payout-worker", now=utcnow())
 
     await erase(fund, case_id)
 
@@ -119,4 +121,32 @@ async def test_a_case_erased_after_payment_keeps_the_books_and_drops_the_account
     assert request.status == "paid"
     assert disbursement is not None
     assert disbursement.status == "paid", "what was paid stays paid in the books"
+    assert request.payee_account_sealed is None
+    assert request.payee_account_hint is None
     assert "Ms X" not in request.justification
+
+
+async def test_reasons_staff_typed_about_the_person_are_forgotten(fund: Fund) -> None:
+    case_id = await fund.case()
+    rejected = await submitted(fund, case_id, 10_000, CASH)
+    assert (await fund.reject(rejected, reason="Ms X already got a ticket")).status_code == 200
+    async with fund.db.transaction() as session:
+        session.add(
+            Vote(
+                request_id=rejected,
+                voter="member-1",
+                org_id="ngo-x",
+                sector="civil_society",
+                decision="reject",
+                reason="Ms X is known to us",
+            )
+        )
+
+    await erase(fund, case_id)
+
+    request, _ = await stored(fund, rejected)
+    assert request.rejection_reason is not None
+    assert "Ms X" not in request.rejection_reason
+    async with fund.db.transaction() as session:
+        reasons = (await session.exec(select(Vote.reason))).all()
+    assert reasons == [None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +25,14 @@ from tests.support import bearer, runtime_for, serving
 
 CASES = "/api/v1/intake/cases"
 
-# Recognisable values: any of these found where it must not be is a leak.
-SECRET_NAME = "Zarrina"
-SECRET_FAMILY = "Qodirova"
-SECRET_PHONE = "+992 93 555 0147"
-SECRET_DOCUMENT = "A7731904"
-SECRET_NARRATIVE = "kept in a basement in Ekaterinburg"
-SECRETS = (SECRET_NAME, SECRET_FAMILY, "555 0147", SECRET_DOCUMENT, "Ekaterinburg")
+# Recognisable values, plainly made up (canaries): any of these found where it must not
+# be is a leak.
+SECRET_NAME = "Canaryname"
+SECRET_FAMILY = "Canaryfamily"
+SECRET_PHONE = "+000 00 000 4242"
+SECRET_DOCUMENT = "CANARY0000DOC"
+SECRET_NARRATIVE = "kept in a basement in Canarytown"
+SECRETS = (SECRET_NAME, SECRET_FAMILY, "000 4242", SECRET_DOCUMENT, "Canarytown")
 
 
 def case_body(**overrides: Any) -> dict[str, Any]:
@@ -40,12 +42,12 @@ def case_body(**overrides: Any) -> dict[str, Any]:
         "person": {
             "given_name": SECRET_NAME,
             "family_name": SECRET_FAMILY,
-            "birth_date": "1999-04-02",
+            "birth_date": "1999-01-01",
             "gender": "female",
             "citizenship": "TJ",
             "languages": ["tg", "ru"],
             "phone": SECRET_PHONE,
-            "location": {"region": "TJ-SU", "text": "Khujand, near the bazaar"},
+            "location": {"region": "TJ-SU", "text": "Canary street, near the canary market"},
             "document": {
                 "type": "passport",
                 "number": SECRET_DOCUMENT,
@@ -116,8 +118,9 @@ class Intake:
         return str(referral_id)
 
 
-@pytest.fixture
-async def intake(settings: Settings, signing_keys: SigningKeys) -> AsyncIterator[Intake]:
+@asynccontextmanager
+async def running_intake(settings: Settings, keys: SigningKeys) -> AsyncIterator[Intake]:
+    """Intake migrated and serving in-process, every published event recorded."""
     await migrate(settings, ["intake"])
     bus = InMemoryBus()
     await bus.connect()
@@ -129,7 +132,15 @@ async def intake(settings: Settings, signing_keys: SigningKeys) -> AsyncIterator
         published.append(delivery)
 
     await bus.consume(everything, record)
-    app = create_app(runtime_for(settings, bus, signing_keys))
-    async with serving(app) as http:
-        yield Intake(http, app.state.db, bus, settings, signing_keys, published)
-    await bus.close()
+    app = create_app(runtime_for(settings, bus, keys))
+    try:
+        async with serving(app) as http:
+            yield Intake(http, app.state.db, bus, settings, keys, published)
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
+async def intake(settings: Settings, signing_keys: SigningKeys) -> AsyncIterator[Intake]:
+    async with running_intake(settings, signing_keys) as running:
+        yield running

@@ -183,7 +183,7 @@ async def test_lists_show_only_cases_the_caller_may_see(
     listed = await intake.http.get(CASES, headers=intake.as_(*CALLERS[caller]))
     assert listed.status_code == 200
     assert (case_id in listed.text) is sees
-    assert "Zarrina" not in listed.text
+    assert SECRET_NAME not in listed.text
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,11 @@ import pytest
 from sqlalchemy import update
 
 from gateway.keys import SigningKeys
-from nrm.bus import InMemoryBus
 from nrm.db import Database
-from nrm.runner import migrate
 from nrm.settings import Settings
-from services.intake.app import create_app
 from services.intake.models import Case
-from tests.intake.conftest import CASES, Intake, case_body
-from tests.support import PostgresDatabases, bearer, runtime_for, serving
+from tests.intake.conftest import CASES, Intake, case_body, running_intake
+from tests.support import PostgresDatabases
 
 SAME_INSTANT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -57,17 +54,8 @@ async def test_cases_of_one_instant_are_each_listed_once_in_id_order(intake: Int
 async def test_cases_of_one_instant_are_each_listed_once_on_postgresql(
     tmp_path: Path, postgres: PostgresDatabases, signing_keys: SigningKeys
 ) -> None:
-    url = await postgres.create("intake")
-    settings = Settings(data_dir=tmp_path, intake_database_url=url)
-    await migrate(settings, ["intake"])
-    bus = InMemoryBus()
-    await bus.connect()
-    app = create_app(runtime_for(settings, bus, signing_keys))
-    police = bearer(signing_keys, settings, roles=["intake_officer"], org="police-dushanbe")
-    try:
-        async with serving(app) as http:
-            ids = await register_at_one_instant(http, app.state.db, police, 5)
+    settings = Settings(data_dir=tmp_path, intake_database_url=await postgres.create("intake"))
+    async with running_intake(settings, signing_keys) as pg:
+        ids = await register_at_one_instant(pg.http, pg.db, pg.police, 5)
 
-            assert await page_through(http, police) == sorted(ids, reverse=True)
-    finally:
-        await bus.close()
+        assert await page_through(pg.http, pg.police) == sorted(ids, reverse=True)

@@ -5,23 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.keys import SigningKeys
 from nrm.app import Runtime, base_app
 from nrm.runner import connected_bus, migrate
 from nrm.settings import Settings
-from nrm.telemetry import JsonLogFormatter, instrument_app, tracer_provider
+from nrm.telemetry import JsonLogFormatter, WithoutMessages, instrument_app, tracer_provider
 from services.intake.app import create_app as create_intake
 from services.notify.app import create_app as create_notify
-from tests.support import bearer, eventually, serving, verifier_for
+from tests.support import LocalHttpServer, QuietHandler, bearer, eventually, serving, verifier_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -194,31 +193,40 @@ async def test_a_failing_request_span_names_the_error_type_not_its_message(
     assert all(secret not in line for line in logged)
 
 
-class _Collector(BaseHTTPRequestHandler):
+def test_spans_leave_for_the_collector_without_any_exception_text() -> None:
+    # What third-party instrumentation records: the error's text in the status and the
+    # exception event (a database error quotes the failing row).
+    secret = "Farhod Rahimov +992900111222"
+    kept = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(WithoutMessages(kept)))
+    with provider.get_tracer("test").start_as_current_span("INSERT") as span:
+        span.record_exception(ValueError(secret))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"violates: ({secret})"))
+
+    (sent,) = kept.get_finished_spans()
+    assert secret not in repr([(e.name, dict(e.attributes or {})) for e in sent.events])
+    assert sent.status.status_code == trace.StatusCode.ERROR
+    assert not sent.status.description
+    assert sent.events[0].attributes is not None
+    assert sent.events[0].attributes["exception.type"] == "ValueError", "the type stays"
+
+
+class _Collector(QuietHandler):
     received: list[tuple[str, str, int]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         self.rfile.read(length)
         self.received.append((self.path, self.headers.get("content-type", ""), length))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return
+        self.answer(200, "application/x-protobuf", b"")
 
 
 @pytest.fixture
 def collector() -> Iterator[str]:
     """A real HTTP server standing in for the OpenTelemetry collector."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LocalHttpServer(_Collector) as server:
+        yield server.base_url
 
 
 def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_set(collector: str) -> None:

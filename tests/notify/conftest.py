@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlmodel import select
 
 from gateway.events import UserChanged
 from gateway.keys import SigningKeys
@@ -22,7 +23,7 @@ from nrm.db import Database
 from nrm.events import Envelope, Event, envelope_for
 from nrm.settings import Settings
 from services.notify.app import SERVICE, create_app
-from services.notify.models import Recipient
+from services.notify.models import Delivery, Notice, Recipient
 from services.referral.events import ReferralCreated
 from tests.support import bearer, eventually, runtime_for, serving
 
@@ -86,6 +87,20 @@ class Notify:
         )
         assert answer.status_code == 201, answer.text
         return dict(answer.json())
+
+    async def fanned_out(self, envelope: Envelope) -> Notice:
+        """Wait until notify has handled the event: every delivery it makes then exists."""
+
+        async def notice() -> Notice | None:
+            async with self.db.transaction() as session:
+                return await session.get(Notice, envelope.id)
+
+        return await eventually(notice)
+
+    async def deliveries_of(self, envelope: Envelope) -> list[Delivery]:
+        async with self.db.transaction() as session:
+            query = select(Delivery).where(Delivery.event_id == envelope.id)
+            return list((await session.exec(query)).all())
 
     async def deliveries(self, subscription_id: str, org: str = SHELTER) -> list[dict[str, Any]]:
         answer = await self.client.get(

@@ -145,8 +145,10 @@ async def test_sms_is_off_by_default(notify: Notify) -> None:
     async with receiving() as gateway:
         await notify.add_user("u-sms", language="en")
         await _set_contact(notify, "u-sms", phone="+992900000001", country="TJ")
-        await notify.publish(referral_created())
-        await asyncio.sleep(0.5)
+        envelope = await notify.publish(referral_created())
+        await notify.fanned_out(envelope)
+        made = await notify.deliveries_of(envelope)
+    assert [d.channel for d in made if d.channel == "sms"] == []
     assert gateway.requests == []
 
 

@@ -11,7 +11,6 @@ from gateway.events import OrganizationChanged, UserChanged
 from nrm.clock import utcnow
 from services.fund.events import RequestSubmitted, SourceLowBalance
 from services.notify.fanout import NOTICE_WINDOW
-from services.notify.models import Notice
 from services.referral.events import ReferralDeclined, ReferralEscalated
 from tests.notify.conftest import POLICE, SHELTER, Notify, referral_created
 from tests.support import eventually
@@ -181,16 +180,11 @@ async def test_notifications_page_newest_first_with_a_cursor(notify: Notify) -> 
     assert everything == sorted(everything, reverse=True)
 
 
-async def _fanned_out(notify: Notify, event_id: str) -> Notice | None:
-    async with notify.db.transaction() as session:
-        return await session.get(Notice, event_id)
-
-
 async def test_a_user_notify_learns_of_after_the_event_still_gets_it(notify: Notify) -> None:
     # The gateway's word about a user can arrive after an event meant for them: a new
     # account, or the two messages crossing on the bus (seen at `nrm up --demo`).
     envelope = await notify.publish(referral_created(to_org=SHELTER))
-    await eventually(lambda: _fanned_out(notify, envelope.id))
+    await notify.fanned_out(envelope)
 
     await notify.add_user("u-late")
     await notify.add_user("u-elsewhere", org=POLICE)
@@ -204,7 +198,7 @@ async def test_a_user_notify_learns_of_after_the_event_still_gets_it(notify: Not
 
 async def test_events_older_than_the_window_are_not_filled_in(notify: Notify) -> None:
     envelope = await notify.publish(referral_created(to_org=SHELTER))
-    notice = await eventually(lambda: _fanned_out(notify, envelope.id))
+    notice = await notify.fanned_out(envelope)
     async with notify.db.transaction() as session:
         notice.created_at = utcnow() - NOTICE_WINDOW - timedelta(minutes=1)
         session.add(notice)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from tests.support import PostgresDatabases
 
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
-async def test_a_referral_on_rabbitmq_reaches_the_shelters_webhook_within_seconds(
+async def test_a_referral_on_rabbitmq_reaches_the_shelters_webhook_once(
     tmp_path: Path,
     isolated_rabbit_url: str,
     postgres: PostgresDatabases,
@@ -34,14 +33,11 @@ async def test_a_referral_on_rabbitmq_reaches_the_shelters_webhook_within_second
     )
     async with notify_running(settings, signing_keys) as notify, receiving() as receiver:
         subscription = await notify.subscribe(receiver.url)
-        started = time.monotonic()
         sent = await notify.publish(referral_created())
         await notify.publish(referral_created(), event_id=sent.id)  # redelivered: still one call
         await asyncio.wait_for(receiver.arrived.wait(), 5)
-        elapsed = time.monotonic() - started
         await asyncio.sleep(0.5)
 
-    assert elapsed < 5
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
     payload = Webhook(subscription["secret"]).verify(request.body, request.headers)

@@ -182,5 +182,6 @@ async def test_an_expiry_racing_an_accept_has_one_winner(pg: Database) -> None:
         expire_overdue(pg, now=later, settings=settings), *(accept(r) for r in referrals)
     )
     expired_count, accepted = results[0], results[1:]
+    assert referrals, "the race needs referrals to race over"
     assert expired_count + sum(1 for a in accepted if a) == len(referrals)
     await _check_places(pg)
