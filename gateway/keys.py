@@ -138,6 +138,8 @@ class SigningKeys:
         return {"keys": [key.public_jwk() for key in self._live()]}
 
     async def key(self, kid: str) -> dict[str, Any] | None:
+        if kid == self._current.kid:  # nearly always, and asked on every request
+            return self._current.public_jwk()
         return next((key.public_jwk() for key in self._live() if key.kid == kid), None)
 
     def sign(self, claims: Mapping[str, Any]) -> str:

@@ -37,9 +37,14 @@ HOP_BY_HOP = frozenset(
         "host",
         "traceparent",
         "tracestate",
+        # The gateway's own server has met a caller's Expect: 100-continue already.
+        "expect",
     }
 )
 REQUEST_ID = "x-request-id"
+# The gateway's server answers with its own Date (one per answer, RFC 9110 6.6.1), its own
+# request id, and no Server header naming what runs behind it.
+OURS_IN_ANSWERS = frozenset({REQUEST_ID.encode(), b"date", b"server"})
 PREFIX = "/api/v1/"
 PROXY_PATH = PREFIX + "{service}/{path:path}"
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -145,7 +150,7 @@ class Proxy:
             response_headers = [
                 (name, value)
                 for name, value in end_to_end(answer.headers)
-                if name.lower() != REQUEST_ID.encode()
+                if name.lower() not in OURS_IN_ANSWERS
             ]
             response_headers.append((REQUEST_ID.encode(), request_id.encode()))
             await send(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fastapi import FastAPI
-from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +37,8 @@ class SecurityHeadersMiddleware:
         self.app = app
         self._hsts = hsts
         self._csp_by_path = dict(csp_by_path)
+        # Every answer passes here: the headers for a path are encoded once, not per answer.
+        self._encoded: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
 
     def headers_for(self, path: str) -> dict[str, str]:
         headers = {**ALWAYS, "Content-Security-Policy": self._csp_by_path.get(path, CONSOLE_CSP)}
@@ -47,20 +48,36 @@ class SecurityHeadersMiddleware:
             headers["Strict-Transport-Security"] = HSTS
         return headers
 
+    def _encoded_for(self, path: str) -> list[tuple[bytes, bytes]]:
+        # Paths vary without end; what decides the headers does not.
+        csp_path = path if path in self._csp_by_path else ""
+        kind = (csp_path, path.startswith(NO_STORE_PREFIXES))
+        if (encoded := self._encoded.get(kind)) is None:
+            encoded = [
+                (name.lower().encode(), value.encode())
+                for name, value in self.headers_for(csp_path or path).items()
+            ]
+            self._encoded[kind] = encoded
+        return encoded
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ours = self.headers_for(scope["path"])
+        ours = self._encoded_for(scope["path"])
+        names = {name for name, _ in ours}
         started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in ours.items():
-                    headers[name] = value  # the gateway's policy wins over a service's
+                # The gateway's policy wins over a service's.
+                message["headers"] = [
+                    header
+                    for header in message.get("headers", ())
+                    if header[0].lower() not in names
+                ] + ours
             await send(message)
 
         try:

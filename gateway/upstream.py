@@ -1,24 +1,25 @@
 """How the gateway reaches a service: in this process (ASGI) or over HTTP.
 
 `nrm up` hands the gateway httpx clients bound to the service apps themselves; split
-mode talks HTTP to NRM_<C>_URL through aiohttp, whose connection pool stays cheap
-under concurrency (httpx's rescans every pooled connection, with a socket poll each,
-on every request: at 16 concurrent requests that was two thirds of the gateway's CPU).
+mode talks HTTP to NRM_<C>_URL through the proxy's own lean HTTP/1.1 client (http1.py):
+httpx's pool rescanned every pooled connection, with a socket poll each, on every
+request (at 16 concurrent requests two thirds of the gateway's CPU), and aiohttp after
+it still cost a sixth in machinery a proxy does not use.
 Both stream bodies both ways and answer failures as 502/504 problems.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
 import httpx
-from multidict import CIMultiDict
-from yarl import URL
 
+from gateway.http1 import Answer, Connection, Pool
 from nrm.errors import BadGateway, GatewayTimeout, NotFound
 from nrm.http import without_cookies
 
@@ -84,66 +85,120 @@ class HttpxUpstream:
 
 
 class HttpUpstream:
-    """A service at a base URL, over one keep-alive connection pool."""
+    """A service at a base URL, over one keep-alive connection pool (see http1.py)."""
 
     def __init__(self, base_url: str, *, timeout: float) -> None:
-        self._base = base_url.rstrip("/")
-        # No total: a long download is fine while bytes keep coming.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=min(5.0, timeout), sock_read=timeout
-        )
-        self._session: aiohttp.ClientSession | None = None
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self._host = url.host
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._tls = ssl.create_default_context() if url.scheme == "https" else None
+        self._prefix = url.raw_path.rstrip(b"/")
+        self._host_header = url.netloc
+        self._read_timeout = timeout
+        self._connect_timeout = min(5.0, timeout)
+        self._pool: Pool | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use: a session belongs to the event loop it was made in.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                # Bounded: past this many open requests to one service, the next waits for
-                # a connection (within the connect timeout) rather than opening more.
-                connector=aiohttp.TCPConnector(limit=CONNECTIONS, keepalive_timeout=30),
-                # Bytes pass through as the service sent them, compressed or not, and
-                # nothing is added that the caller did not send.
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                trust_env=False,  # never an HTTP proxy from the environment
-                # Every caller shares this session: no cookie is kept for the next one.
-                cookie_jar=aiohttp.DummyCookieJar(),
+    def _pool_now(self) -> Pool:
+        # Made on first use: its connections belong to the event loop it was made in.
+        if self._pool is None:
+            self._pool = Pool(
+                self._host,
+                self._port,
+                tls=self._tls,
+                limit=CONNECTIONS,
+                connect_timeout=self._connect_timeout,
             )
-        return self._session
+        return self._pool
+
+    def _head(self, request: UpstreamRequest, *, chunked: bool) -> bytes:
+        target = self._prefix + request.target.encode("latin-1")
+        lines = [
+            b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (request.method.encode(), target, self._host_header)
+        ]
+        lines += [b"%s: %s\r\n" % header for header in request.headers]
+        if chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
     async def open(self, request: UpstreamRequest) -> UpstreamAnswer:
-        url = URL(self._base + request.target, encoded=True)
-        headers = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
-        )
+        pool = self._pool_now()
+        length = _content_length(request.headers)
+        head = self._head(request, chunked=request.body is not None and length is None)
         async with _as_problems():
-            answer = await self._client().request(
-                request.method, url, headers=headers, data=request.body, allow_redirects=False
-            )
+            connection = await pool.acquire()
+            try:
+                connection, answer = await self._exchange(pool, connection, head, request, length)
+            except BaseException:
+                pool.release(connection)  # closed by now: the slot is what is given back
+                raise
 
         async def close() -> None:
-            answer.release()
+            pool.release(connection)
 
-        return UpstreamAnswer(answer.status, list(answer.raw_headers), _read(answer), close)
+        return UpstreamAnswer(
+            answer.status, answer.headers, _read(answer.body, self._read_timeout), close
+        )
+
+    async def _exchange(
+        self,
+        pool: Pool,
+        connection: Connection,
+        head: bytes,
+        request: UpstreamRequest,
+        length: int | None,
+    ) -> tuple[Connection, Answer]:
+        reused = connection.used
+        try:
+            answer = await connection.exchange(
+                head, request.body, length=length, within=self._read_timeout
+            )
+        except ConnectionError:
+            # A kept-alive connection the service closed as the request went out: once
+            # more on a new one, if none of the caller's body has been taken.
+            if not reused or request.body is not None:
+                raise
+        else:
+            return connection, answer
+        connection.close()
+        fresh = await pool.fresh()
+        try:
+            return fresh, await fresh.exchange(head, None, length=length, within=self._read_timeout)
+        except BaseException:
+            fresh.close()
+            raise
 
     async def fetch(self, path: str) -> tuple[int, bytes]:
-        async with (
-            _as_problems(),
-            self._client().get(
-                URL(self._base + path, encoded=True), allow_redirects=False
-            ) as answer,
-        ):
-            return answer.status, await answer.read()
+        answer = await self.open(UpstreamRequest("GET", path, [], None))
+        try:
+            content = b"".join([chunk async for chunk in answer.body])
+        finally:
+            await answer.close()
+        return answer.status, content
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
-async def _read(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return int(value)
+    return None
+
+
+async def _read(body: AsyncIterator[bytes], silence: float) -> AsyncIterator[bytes]:
+    """The answer's body; a service silent for `silence` seconds between chunks is a 504."""
     async with _as_problems():
-        async for chunk in answer.content.iter_any():
+        while True:
+            try:
+                async with asyncio.timeout(silence):
+                    chunk = await anext(body)
+            except StopAsyncIteration:
+                return
             yield chunk
 
 
@@ -152,9 +207,9 @@ async def _as_problems() -> AsyncIterator[None]:
     """Transport failures as the problems the caller sees: 504 when slow, else 502."""
     try:
         yield
-    except (httpx.TimeoutException, TimeoutError):  # aiohttp's timeouts are TimeoutErrors
+    except (httpx.TimeoutException, TimeoutError):
         raise GatewayTimeout(TOO_SLOW) from None
-    except (httpx.TransportError, aiohttp.ClientError, OSError):
+    except (httpx.TransportError, OSError):
         raise BadGateway(UNREACHABLE) from None
 
 

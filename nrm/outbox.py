@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Bus, PublishFailed
 from nrm.clock import utcnow
-from nrm.db import Database, after_commit
+from nrm.db import Database, after_commit, commit_without_waiting_for_disk
 from nrm.events import Event, envelope_for
 from nrm.tasks import finish
 
@@ -72,14 +72,21 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         idle_interval: float = 1.0,
+        min_interval: float = 0.02,
         max_backoff: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db
         self.bus = bus
         self.batch_size = batch_size
         self.idle_interval = idle_interval
+        # Under a steady stream of commits, each waking the relay, passes are spaced at
+        # least this far apart, so one pass carries the events of several requests (a
+        # pass costs about the same for one event as for fifty). A lone event after a
+        # quiet spell goes at once.
+        self.min_interval = min_interval
         self.max_backoff = max_backoff
         self._wake = asyncio.Event()
+        self._halt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -95,12 +102,21 @@ class OutboxRelay:
         if self._task is None:
             return
         self._stopping = True
+        self._halt.set()
         self._wake.set()
         await finish(self._task, grace)
         self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_pass = loop.time()
         while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(next_pass):
+                    await self._halt.wait()  # the spacing; stop() ends it early
+            if self._stopping:
+                break
+            next_pass = loop.time() + self.min_interval
             try:
                 relayed = await self.relay_once()
             except Exception:
@@ -137,6 +153,8 @@ class OutboxRelay:
                     continue
                 message.published_at = utcnow()
                 published += 1
+            if published:
+                await commit_without_waiting_for_disk(session)
         return published
 
     def _postpone(self, message: OutboxMessage, now: datetime, exc: PublishFailed) -> None:

@@ -160,6 +160,7 @@ async def _serve(app: FastAPI, host: str, port: int) -> None:
         log_config=None,
         lifespan="on",
         proxy_headers=False,
+        server_header=False,  # no advertising of what runs here, to anyone probing
         # Each request starts from an empty context: after a body over 64 KiB, asyncio
         # otherwise hands the next request on the connection the previous one's span
         # (CPython #140947), and traces and log lines name the wrong request.

@@ -33,14 +33,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nrm.errors import qualified
 from nrm.settings import Settings
+from nrm.unrecorded import UnrecordedTracerProvider
 
 
 def tracer_provider(service_name: str, settings: Settings) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if settings.otlp_endpoint:
-        endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        exporter = WithoutMessages(OTLPSpanExporter(endpoint=endpoint))
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    resource = Resource.create({"service.name": service_name})
+    if not settings.otlp_endpoint:
+        return UnrecordedTracerProvider(resource=resource)  # ids for the logs, no recording
+    provider = TracerProvider(resource=resource)
+    endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(WithoutMessages(OTLPSpanExporter(endpoint))))
     return provider
 
 

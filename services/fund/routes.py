@@ -48,7 +48,7 @@ Reader = Annotated[
 Decider = Annotated[Principal, Depends(require_roles("fund_officer", "commission_member"))]
 
 
-def _fund_settings(request: Request) -> FundSettings:
+async def _fund_settings(request: Request) -> FundSettings:
     return fund_settings_of(request.app)
 
 

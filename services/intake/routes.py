@@ -41,7 +41,9 @@ AccessReason = Annotated[AccessReasonCode | None, Header(alias="X-Access-Reason"
 CASE = "/cases/{case_id}"
 
 
-def _keyring(request: Request) -> Keyring:
+# Dependencies are coroutines: FastAPI runs a plain function in a worker thread, a
+# thread hand-off per request for what is an attribute read.
+async def _keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 

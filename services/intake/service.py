@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.auth import Principal
 from nrm.clock import utcnow
+from nrm.db import write_new
 from nrm.errors import Conflict, Forbidden, Invalid, NotFound
 from nrm.outbox import record_event
 from services.intake import access, crypto
@@ -152,6 +153,7 @@ async def register_case(
             consent_scopes=consent.scopes,
         ),
     )
+    await write_new(session)
     return case
 
 

@@ -11,7 +11,7 @@ from services.notify.delivery import Channels
 from services.notify.subscriptions import MANAGERS
 
 
-def _channels(request: Request) -> Channels:
+async def _channels(request: Request) -> Channels:
     channels: Channels = request.app.state.notify_channels
     return channels
 

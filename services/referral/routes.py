@@ -38,14 +38,20 @@ from services.referral.schemas import (
 router = APIRouter()
 
 
-def _now(request: Request) -> datetime:
+async def _now(request: Request) -> datetime:
     # Tests may set `app.state.clock`; production uses the wall clock.
     now: datetime = getattr(request.app.state, "clock", utcnow)()
     return now
 
 
 Now = Annotated[datetime, Depends(_now)]
-Config = Annotated[ReferralSettings, Depends(referral_settings)]
+
+
+async def _config() -> ReferralSettings:
+    return referral_settings()
+
+
+Config = Annotated[ReferralSettings, Depends(_config)]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Provider = Annotated[Principal, Depends(require_roles("admin", "provider"))]
 Receiver = Annotated[Principal, Depends(require_roles(*lifecycle.RECEIVER_ROLES))]

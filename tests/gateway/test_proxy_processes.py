@@ -456,6 +456,17 @@ def test_request_id_is_echoed_from_a_real_service(client: httpx.Client) -> None:
     assert chosen.headers["x-request-id"] == "req-ops-42"
 
 
+def test_an_answer_through_the_gateway_has_one_date_and_names_no_server(
+    client: httpx.Client,
+) -> None:
+    # Both servers add a Date; passed on, the service's made it two (RFC 9110: one).
+    answer = client.get("/api/v1/intake/readyz")
+
+    assert answer.status_code == 200
+    assert len(answer.headers.get_list("date")) == 1
+    assert "server" not in answer.headers
+
+
 def test_callers_trace_continues_through_the_gateway_span(client: httpx.Client) -> None:
     answer = client.get(
         "/api/v1/referral/echo",

@@ -177,3 +177,48 @@ async def test_relay_killed_between_publish_and_mark_causes_a_duplicate_applied_
         assert await _unpublished(producer) == 0
     await producer.dispose()
     await consumer_db.dispose()
+
+
+async def test_a_stream_of_commits_is_relayed_in_few_passes(settings: Settings) -> None:
+    """Each commit wakes the relay, but passes stay `min_interval` apart: a burst of
+    commits shares a pass instead of making one each."""
+    db = await migrated_database(settings.database_url("intake"), "intake")
+    received: list[Delivery] = []
+    bus = await _recording_bus(received)
+    relay = OutboxRelay(db, bus, idle_interval=60.0, min_interval=3.0)
+    passes = 0
+    relay_once = relay.relay_once
+
+    async def counted() -> int:
+        nonlocal passes
+        passes += 1
+        return await relay_once()
+
+    relay.relay_once = counted  # type: ignore[method-assign]
+    db.session_info[OutboxRelay.WAKE] = relay.wake
+    relay.start()
+    try:
+        await eventually(lambda: _at_least(passes, 1))  # the first pass, on start
+        for _ in range(10):
+            async with db.transaction() as session:
+                record_event(session, _ping())
+        await eventually(lambda: _all_arrived(received, 10))
+        assert passes == 2, "the ten commits' wake-ups made one pass between them"
+    finally:
+        await relay.stop()
+    await bus.close()
+    await db.dispose()
+
+
+async def test_stopping_ends_the_wait_between_passes(settings: Settings) -> None:
+    db = await migrated_database(settings.database_url("intake"), "intake")
+    relay = OutboxRelay(db, InMemoryBus(), idle_interval=600.0, min_interval=600.0)
+    relay.start()
+    relay.wake()
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(relay.stop(grace=600.0), timeout=30.0)
+    await db.dispose()
+
+
+async def _at_least(value: int, wanted: int) -> bool | None:
+    return True if value >= wanted else None

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -247,3 +247,29 @@ def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_set(collector: st
 def test_no_export_without_an_endpoint() -> None:
     provider = tracer_provider("nrm-test", Settings())
     assert not provider._active_span_processor._span_processors
+
+
+def test_without_an_endpoint_spans_carry_ids_and_record_nothing() -> None:
+    tracer = tracer_provider("nrm-test", Settings()).get_tracer("test")
+    with tracer.start_as_current_span("root") as root:
+        assert not root.is_recording()
+        ids = root.get_span_context()
+        assert ids.is_valid
+        assert ids.trace_flags.sampled, "a new trace is sampled, as the SDK's default says"
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        assert carrier["traceparent"] == f"00-{ids.trace_id:032x}-{ids.span_id:016x}-01"
+        with tracer.start_as_current_span("child") as child:
+            assert child.get_span_context().trace_id == ids.trace_id
+            assert child.get_span_context().span_id != ids.span_id
+
+
+def test_an_unrecorded_span_keeps_the_callers_trace_and_sampled_flag() -> None:
+    tracer = tracer_provider("nrm-test", Settings()).get_tracer("test")
+    span_id = "00f067aa0ba902b7"
+    caller = propagate.extract({"traceparent": f"00-{TRACE_ID}-{span_id}-00"})
+    span = tracer.start_span("server", context=caller)
+    ids = span.get_span_context()
+    assert format(ids.trace_id, "032x") == TRACE_ID
+    assert format(ids.span_id, "016x") != span_id
+    assert not ids.trace_flags.sampled

@@ -11,6 +11,7 @@ from gateway.events import OrganizationChanged, UserChanged
 from nrm.clock import utcnow
 from services.fund.events import RequestSubmitted, SourceLowBalance
 from services.notify.fanout import NOTICE_WINDOW
+from services.notify.models import OrganizationState, Recipient
 from services.referral.events import ReferralDeclined, ReferralEscalated
 from tests.notify.conftest import POLICE, SHELTER, Notify, referral_created
 from tests.support import eventually
@@ -140,12 +141,18 @@ async def test_deactivated_users_and_organisations_are_not_notified(notify: Noti
         )
     )
     await notify.publish(OrganizationChanged(org_id="org-closed", sector="ngo", active=False))
-    await asyncio.sleep(0.3)
-    await notify.publish(referral_created(to_org=SHELTER))
-    await notify.publish(referral_created(to_org="org-closed"))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: _deactivated(notify, "u-gone", "org-closed"))
+    for event in (referral_created(to_org=SHELTER), referral_created(to_org="org-closed")):
+        await notify.fanned_out(await notify.publish(event))
     assert await _inbox(notify, "u-gone") == []
     assert await _inbox(notify, "u-other", "org-closed") == []
+
+
+async def _deactivated(notify: Notify, user_id: str, org_id: str) -> bool | None:
+    async with notify.db.transaction() as session:
+        user = await session.get(Recipient, user_id)
+        org = await session.get(OrganizationState, org_id)
+    return True if user and not user.active and org and not org.active else None
 
 
 async def test_marking_read_and_the_unread_filter(notify: Notify) -> None:

@@ -1,0 +1,155 @@
+"""Writing a unit of work's new rows together, and commits that need not wait for the disk."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import func, select
+
+from nrm.db import Database, commit_without_waiting_for_disk, write_new
+from nrm.settings import Settings
+from services.intake.models import AccessLog, Case, Consent
+from tests.support import SQLITE_AND_POSTGRES, PostgresDatabases, database_of, migrated_database
+
+AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
+async def db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Database]:
+    async with database_of(request, settings, "intake") as database:
+        yield database
+
+
+def _case(case_id: str) -> Case:
+    return Case(
+        id=case_id,
+        org_id="org-a",
+        created_by="officer",
+        case_type="vulnerable_migrant",
+        channel="hotline",
+        urgency="normal",
+        urgency_rule="default",
+        sensitivity=[],
+        needs=["shelter"],
+        gender="unknown",
+        age_band="unknown",
+        is_child=False,
+        flags={},
+        situation_codes={},
+    )
+
+
+def _consent(case_id: str) -> Consent:
+    return Consent(
+        id=str(uuid.uuid4()),
+        case_id=case_id,
+        scopes=["assistance"],
+        method="verbal",
+        language="tg",
+        recorded_by="officer",
+        recorded_at=AT,
+    )
+
+
+def _entry(case_id: str) -> AccessLog:
+    return AccessLog(
+        case_id=case_id,
+        seq=1,
+        actor="officer",
+        org_id="org-a",
+        action="register",
+        projection="owner",
+        at=AT,
+        prev_hash="",
+        hash="0" * 64,
+    )
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
+
+
+async def _count(db: Database, model: type[Case] | type[Consent] | type[AccessLog]) -> int:
+    async with db.transaction() as session:
+        return (await session.exec(select(func.count()).select_from(model))).one()
+
+
+async def test_new_rows_are_written_once_and_stay_in_the_unit_of_work(db: Database) -> None:
+    case_id = str(uuid.uuid4())
+    with statements(db) as sent:
+        async with db.transaction() as session:
+            case = _case(case_id)
+            # Children first on purpose: the order they were added in does not matter.
+            session.add(_entry(case_id))
+            session.add(_consent(case_id))
+            session.add(case)
+            await write_new(session)
+            inserts = [s for s in sent if "INSERT" in s]
+            case.status = "closed"  # persistent: saved as an UPDATE at the commit
+
+    if db.is_postgres:
+        assert len(inserts) == 1, "one statement for the three rows"
+    else:
+        assert len(inserts) == 3
+    assert not [s for s in sent[len(inserts) :] if "INSERT" in s], "nothing written twice"
+    assert any(s.startswith("UPDATE cases") for s in sent)
+    async with db.transaction() as session:
+        stored = await session.get(Case, case_id)
+        assert stored is not None
+        assert stored.status == "closed"
+    assert (await _count(db, Consent), await _count(db, AccessLog)) == (1, 1)
+
+
+async def _write(db: Database, *rows: Case | Consent, fail: bool = False) -> None:
+    async with db.transaction() as session:
+        for row in rows:
+            session.add(row)
+        await write_new(session)
+        if fail:
+            raise RuntimeError("the request failed after writing")
+
+
+async def test_a_failing_row_writes_none_of_them(db: Database) -> None:
+    case_id = str(uuid.uuid4())
+    await _write(db, _case(case_id))
+    with pytest.raises(IntegrityError):
+        await _write(db, _consent(case_id), _case(case_id))  # the same case id again
+    assert (await _count(db, Case), await _count(db, Consent)) == (1, 0)
+
+
+async def test_rows_written_together_are_undone_with_their_transaction(db: Database) -> None:
+    case_id = str(uuid.uuid4())
+    with pytest.raises(RuntimeError):
+        await _write(db, _case(case_id), _consent(case_id), fail=True)
+    assert (await _count(db, Case), await _count(db, Consent)) == (0, 0)
+
+
+@pytest.mark.postgres
+async def test_only_the_chosen_transaction_commits_without_waiting_for_the_disk(
+    postgres: PostgresDatabases,
+) -> None:
+    db = await migrated_database(await postgres.create("intake"), "intake")
+    async with db.transaction() as session:
+        await commit_without_waiting_for_disk(session)
+        inside = await session.connection()
+        assert (await inside.execute(text("SHOW synchronous_commit"))).scalar_one() == "off"
+    async with db.engine.connect() as connection:
+        after = (await connection.execute(text("SHOW synchronous_commit"))).scalar_one()
+    assert after == "on", "SET LOCAL: the pooled connection is back to the default"
+    await db.dispose()
