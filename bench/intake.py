@@ -36,6 +36,7 @@ from nrm.bus.base import Subscription
 from nrm.db import Database
 from nrm.runner import migrate
 from nrm.settings import Settings
+from nrm.telemetry import tracer_provider
 from services.intake import service
 from services.intake.app import create_app
 from services.intake.models import Case
@@ -118,7 +119,9 @@ async def run(
         # each event once instead of retrying an unroutable one.
         await bus.declare([Subscription("bench", ("nrm.intake.#",))])
         verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-        app = create_app(Runtime(settings, bus, verifier))
+        # Traced as `nrm serve intake` is without a collector (settings name none).
+        provider = tracer_provider("nrm-intake", settings)
+        app = create_app(Runtime(settings, bus, verifier, provider))
         token, _ = issue_access_token(
             keys,
             subject="bench",

@@ -7,8 +7,14 @@ want. This speaks just what the proxy needs, on asyncio's transports with uvicor
 parser (httptools): a request line and the caller's headers, a body streamed with the
 caller's framing (or chunked), and an answer read as it arrives.
 
+A connection goes back to the pool only after a clean exchange: the request sent whole,
+the answer read to its end, both sides keeping the connection. Anything else (an answer
+before the upload ended, a caller gone mid-way, a failure) closes it, since what the
+service reads next on it would no longer be where a request starts.
+
 Failures are OSErrors (ConnectionError, or `BrokenAnswer` for an answer that is not
-HTTP) and TimeoutErrors, which the proxy turns into 502 and 504.
+HTTP) and TimeoutErrors (the service silent, or not reading, for the exchange's
+`within`), which the proxy turns into 502 and 504.
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
-# Idle connections are dropped before the service would drop them (uvicorn: 5 s), so a
-# request rarely meets a connection the service is closing.
+# Idle connections are dropped before the service would drop them (uvicorn: 5 s after
+# its answer), so a request rarely meets a connection the service is closing.
 IDLE_SECONDS = 4.0
 # Past this much of an answer unread, reading from the service pauses until the caller
 # has taken some: a slow caller does not make the gateway hold a whole download.
@@ -52,12 +58,19 @@ class Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._arrived = asyncio.Event()  # a chunk, the end, or a failure
-        self._complete = False
+        self._complete = False  # the answer's last byte has arrived
+        self._sent = False  # the request's last byte has gone out
         self._keep_alive = False
+        self._framed = False  # the answer says where it ends (Content-Length, chunked)
+        self._bodiless = False  # an answer to HEAD: headers only, whatever they announce
+        self._received = False  # any byte of this exchange's answer
         self._paused = False
         self._failure: Exception | None = None
+        self._sending: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self._silence = 0.0  # the longest wait on the service, set by each exchange
         self.idle_since = 0.0
         self.used = False
 
@@ -67,6 +80,7 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self._received = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -75,7 +89,10 @@ class Connection(asyncio.Protocol):
             self._fail(BrokenAnswer("the service's answer is not HTTP/1.1"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self._complete:
+        head_seen = self._head is not None and self._head.done()
+        if not self._complete and head_seen and not self._framed and not self._failure:
+            self._finish()  # an answer that ends where the connection does (HTTP/1.0 style)
+        elif not self._complete:
             self._fail(ConnectionError("the service closed the connection"))
         self._writable.set()
 
@@ -95,10 +112,20 @@ class Connection(asyncio.Protocol):
             return  # an interim answer (100 Continue): its message completes below
         # Asked here: once the message is complete the parser no longer knows.
         self._keep_alive = self._parser.should_keep_alive()
+        self._framed = status in (204, 304) or any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
         if self._head is not None and not self._head.done():
             self._head.set_result(Answer(status, self._headers, self._read()))
+        if self._bodiless:
+            # The parser cannot be told an answer to HEAD has no body; it would wait for
+            # the announced one. The answer ends here, and the connection with it.
+            self._keep_alive = False
+            self._finish()
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
@@ -110,8 +137,7 @@ class Connection(asyncio.Protocol):
         if self._parser.get_status_code() < 200:
             self._headers = []
             return
-        self._complete = True
-        self._arrived.set()
+        self._finish()
 
     # the exchange
     @property
@@ -120,54 +146,82 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """The answer was read to its end and both sides keep the connection."""
-        return self._complete and self._keep_alive and self.open
+        """A clean exchange: request sent whole, answer read whole, kept alive."""
+        clean = self._sent and self._complete and not self._chunks and self._failure is None
+        return clean and self._keep_alive and self.open
 
     async def exchange(
         self,
+        method: str,
         head: bytes,
         body: AsyncIterator[bytes] | None,
         *,
         length: int | None,
         within: float,
     ) -> Answer:
-        """Send a request (its body with `length` bytes, or chunked when None) and wait,
-        at most `within` seconds, for the answer's head; the body is read as it comes."""
+        """Send a request (its body with `length` bytes, or chunked when None) and wait
+        for the answer's head: the service may be silent for `within` seconds once the
+        request is sent, or stop reading it for as long. The body is read as it comes."""
         assert self._transport is not None
         self.used = True
-        self._reset()
-        self._head = asyncio.get_running_loop().create_future()
+        self._reset(bodiless=method == "HEAD", silence=within)
+        loop = asyncio.get_running_loop()
+        self._head = loop.create_future()
         self._transport.write(head)
-        sending = asyncio.create_task(self._send(body, length)) if body is not None else None
+        if body is None:
+            self._sent = True
+            self._arm()
+        else:
+            self._sending = asyncio.create_task(self._send(body, length))
         try:
-            async with asyncio.timeout(within):
-                return await self._head
+            return await self._head
         except BaseException:
-            if sending is not None:
-                sending.cancel()
+            self.close()
             raise
+        finally:
+            self._disarm()
 
     async def _send(self, body: AsyncIterator[bytes], length: int | None) -> None:
         assert self._transport is not None
+        assert self._head is not None
         sent = 0
         try:
             async for chunk in body:
-                if self._failure is not None or self._complete:
-                    break  # the service answered already, or went away
+                if self._head.done():
+                    return  # answered (or failed) already: the rest is not wanted
                 sent += len(chunk)
                 self._transport.write(chunk if length is not None else _chunk(chunk))
-                await self._writable.wait()
-            else:
-                if length is None:
-                    self._transport.write(b"0\r\n\r\n")
+                if not self._writable.is_set() and not await self._until_writable():
                     return
-                if sent == length:
-                    return
-        except Exception:  # noqa: S110 - the caller's upload failed: closed below
-            pass
-        # Stopped short of what was announced: the service must not wait for the rest, and
-        # the connection's framing is lost.
-        self.close()
+        except Exception:
+            # The caller's upload failed, or the caller left: the service must not take
+            # a part for the whole, nor read what comes next here as the rest of it.
+            self.close()
+            return
+        if length is not None and sent != length:
+            self.close()  # shorter than announced: the same
+            return
+        if length is None:
+            self._transport.write(b"0\r\n\r\n")
+        self._sent = True
+        if not self._head.done():
+            self._arm()  # the wait for the answer starts now
+
+    async def _until_writable(self) -> bool:
+        """Wait while the service does not read on; False if it answered meanwhile, or
+        stayed silent and did not read for as long as it may be silent (then: failed)."""
+        assert self._head is not None
+        reading = asyncio.ensure_future(self._writable.wait())
+        either: set[asyncio.Future[Any]] = {reading, self._head}
+        done, _ = await asyncio.wait(
+            either, timeout=self._silence, return_when=asyncio.FIRST_COMPLETED
+        )
+        reading.cancel()
+        if reading in done:
+            return True
+        if not self._head.done():
+            self._time_out()
+        return False
 
     async def _read(self) -> AsyncIterator[bytes]:
         while True:
@@ -183,7 +237,33 @@ class Connection(asyncio.Protocol):
             if self._failure is not None:
                 raise self._failure
             self._arrived.clear()
-            await self._arrived.wait()
+            self._arm()
+            try:
+                await self._arrived.wait()
+            finally:
+                self._disarm()
+
+    # A bare timer rather than asyncio.timeout: it is armed on every request, and this
+    # costs a fraction. A service that stays silent fails the exchange, which closes it.
+    def _arm(self) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._silence, self._time_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self) -> None:
+        if not self._complete:
+            self._fail(TimeoutError("the service was silent for too long"))
+
+    def _finish(self) -> None:
+        self._complete = True
+        # The service's keep-alive clock starts as it finishes its answer; ours too.
+        self.idle_since = asyncio.get_running_loop().time()
+        self._arrived.set()
 
     def _fail(self, failure: Exception) -> None:
         if self._failure is None:
@@ -193,12 +273,19 @@ class Connection(asyncio.Protocol):
         self._arrived.set()
         self.close()
 
-    def _reset(self) -> None:
-        self._headers, self._complete, self._keep_alive, self._failure = [], False, False, None
-        self._chunks.clear()
-        self._buffered = 0
+    def _reset(self, *, bodiless: bool, silence: float) -> None:
+        self._headers, self._chunks, self._buffered = [], deque(), 0
+        self._complete = self._sent = self._keep_alive = self._framed = False
+        self._received, self._failure, self._sending = False, None, None
+        self._bodiless, self._silence = bodiless, silence
+
+    @property
+    def received_anything(self) -> bool:
+        return self._received
 
     def close(self) -> None:
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()
         if self._transport is not None:
             self._transport.close()
 
@@ -208,7 +295,7 @@ def _chunk(data: bytes) -> bytes:
 
 
 class Pool:
-    """Keep-alive connections to one host, at most `limit` open at once."""
+    """Keep-alive connections to one host, at most `limit` exchanges at once."""
 
     def __init__(
         self,
@@ -227,8 +314,11 @@ class Pool:
     async def acquire(self) -> Connection:
         """A connection that is open, idle or new; waits (within the connect timeout)
         while `limit` are busy."""
-        async with asyncio.timeout(self._connect_timeout):
-            await self._slots.acquire()
+        if self._slots.locked():
+            async with asyncio.timeout(self._connect_timeout):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # free: taken at once, no timer to arm
         try:
             return self._idle_connection() or await self._connect()
         except BaseException:
@@ -237,7 +327,6 @@ class Pool:
 
     def release(self, connection: Connection) -> None:
         if connection.reusable:
-            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
         else:
             connection.close()

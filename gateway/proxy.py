@@ -92,11 +92,16 @@ def _forwarded_headers(
     return headers, has_body
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
+class CallerLeft(ConnectionError):
+    """The caller hung up before its request body ended."""
+
+
+async def caller_body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            # Raised, not ended: a body cut short must not reach the service as whole.
+            raise CallerLeft("the caller left before the end of its request")
         if chunk := message.get("body", b""):
             yield chunk
         if not message.get("more_body", False):
@@ -143,7 +148,7 @@ class Proxy:
                 method=scope["method"],
                 target=_target(scope),
                 headers=headers,
-                body=_body(receive) if has_body else None,
+                body=caller_body(receive) if has_body else None,
             )
         )
         try:

@@ -10,7 +10,6 @@ Both stream bodies both ways and answer failures as 502/504 problems.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -25,6 +24,8 @@ from nrm.http import without_cookies
 
 UNREACHABLE = "The service cannot be reached."
 CONNECTIONS = 256
+# Idempotent methods (RFC 9110 9.2.2): sent twice, they do what once does.
+REPEATABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 TOO_SLOW = "The service did not answer in time."
 
 
@@ -138,9 +139,7 @@ class HttpUpstream:
         async def close() -> None:
             pool.release(connection)
 
-        return UpstreamAnswer(
-            answer.status, answer.headers, _read(answer.body, self._read_timeout), close
-        )
+        return UpstreamAnswer(answer.status, answer.headers, _read(answer.body), close)
 
     async def _exchange(
         self,
@@ -153,22 +152,26 @@ class HttpUpstream:
         reused = connection.used
         try:
             answer = await connection.exchange(
-                head, request.body, length=length, within=self._read_timeout
+                request.method, head, request.body, length=length, within=self._read_timeout
             )
         except ConnectionError:
-            # A kept-alive connection the service closed as the request went out: once
-            # more on a new one, if none of the caller's body has been taken.
-            if not reused or request.body is not None:
+            # A kept-alive connection the service had closed as the request went out: once
+            # more on a new one, if the service cannot have acted on it (not a byte of an
+            # answer, a method safe to repeat) and none of the caller's body was taken.
+            retry = reused and not connection.received_anything and request.body is None
+            if not (retry and request.method in REPEATABLE):
                 raise
         else:
             return connection, answer
-        connection.close()
         fresh = await pool.fresh()
         try:
-            return fresh, await fresh.exchange(head, None, length=length, within=self._read_timeout)
+            answer = await fresh.exchange(
+                request.method, head, None, length=length, within=self._read_timeout
+            )
         except BaseException:
             fresh.close()
             raise
+        return fresh, answer
 
     async def fetch(self, path: str) -> tuple[int, bytes]:
         answer = await self.open(UpstreamRequest("GET", path, [], None))
@@ -190,15 +193,10 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def _read(body: AsyncIterator[bytes], silence: float) -> AsyncIterator[bytes]:
-    """The answer's body; a service silent for `silence` seconds between chunks is a 504."""
+async def _read(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The answer's body, its failures as problems (a silent service: 504)."""
     async with _as_problems():
-        while True:
-            try:
-                async with asyncio.timeout(silence):
-                    chunk = await anext(body)
-            except StopAsyncIteration:
-                return
+        async for chunk in body:
             yield chunk
 
 

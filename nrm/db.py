@@ -13,7 +13,6 @@ from sqlalchemy import Insert, Table, bindparam, event, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapper, make_transient_to_detached
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Set on a session when it staged something for after the commit (e.g. outbox rows).
@@ -80,24 +79,28 @@ async def write_new(session: AsyncSession) -> None:
     trip and ~0.5 ms of CPU; registering a case stages four rows (case, consent,
     access-log entry, outbox event). On PostgreSQL they go as one INSERT carrying the
     others as data-modifying WITH clauses: one statement, its constraints checked at its
-    end, all or nothing as before. Elsewhere this is a flush. Either way the rows are then
-    persistent in the session, as after a flush: a later change is saved as an UPDATE.
+    end, all or nothing as before. Either way the rows are then persistent in the
+    session, as after a flush: a later change is saved as an UPDATE.
+
+    It is a plain flush elsewhere, and wherever a flush would do more than insert the
+    values the rows hold: pending changes or deletions (a flush orders them with the
+    inserts), relationships or inheritance, a column left empty for its default to fill.
     """
     new = list(session.new)
-    if not new or session.bind is None or session.bind.dialect.name != "postgresql":
+    staged = [(inspect(instance).mapper, instance) for instance in new]
+    values: dict[str, Any] = {}
+    defaults_wanted = False
+    for n, (mapper, instance) in enumerate(staged):
+        for prop in mapper.column_attrs:
+            value = values[f"r{n}_{prop.key}"] = getattr(instance, prop.key)
+            column = prop.columns[0]
+            if value is None and (column.default is not None or column.server_default is not None):
+                defaults_wanted = True
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    plain = any(mapper.relationships or mapper.inherits is not None for mapper, _ in staged)
+    if not (new and postgres) or plain or defaults_wanted or session.dirty or session.deleted:
         await session.flush()
         return
-    # Parents first, though the order is only for a reader: constraints hold at the end.
-    order = {table: n for n, table in enumerate(SQLModel.metadata.sorted_tables)}
-    staged = sorted(
-        ((inspect(instance).mapper, instance) for instance in new),
-        key=lambda pair: order.get(pair[0].local_table, 0),
-    )
-    values = {
-        f"r{n}_{prop.key}": getattr(instance, prop.key)
-        for n, (mapper, instance) in enumerate(staged)
-        for prop in mapper.column_attrs
-    }
     statement = _insert_together(tuple(mapper for mapper, _ in staged))
     connection = await session.connection()
     await connection.execute(statement, values)

@@ -117,13 +117,15 @@ class OutboxRelay:
             if self._stopping:
                 break
             next_pass = loop.time() + self.min_interval
+            # Cleared before the pass: a commit during it wakes the next one, not the idle
+            # timer a second later.
+            self._wake.clear()
             try:
                 relayed = await self.relay_once()
             except Exception:
                 log.exception("outbox relay pass failed; retrying")
                 relayed = 0
             if relayed < self.batch_size and not self._stopping:
-                self._wake.clear()
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                 # that arrives as the wake-up does, and the relay would never stop.
                 with contextlib.suppress(TimeoutError):

@@ -13,16 +13,16 @@ import time
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
-from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -112,6 +112,19 @@ def instrument_app(app: FastAPI, provider: TracerProvider | None, *, prefix: str
     app.add_middleware(RequestTelemetryMiddleware, tracer=tracer, prefix=prefix)
 
 
+class _ScopeHeaders(Getter[Scope]):
+    """The caller's trace headers, straight from the scope's raw (lowercase) names."""
+
+    def get(self, carrier: Scope, key: str) -> list[str] | None:
+        wanted = key.lower().encode("latin-1")
+        found = [value.decode("latin-1") for name, value in carrier["headers"] if name == wanted]
+        return found or None
+
+    def keys(self, carrier: Scope) -> list[str]:
+        return [name.decode("latin-1") for name, _ in carrier["headers"]]
+
+
+HEADERS = _ScopeHeaders()
 request_log = logging.getLogger("nrm.request")
 SQLALCHEMY_TRACER = "opentelemetry.instrumentation.sqlalchemy"
 QUIET_PATHS = ("/healthz", "/readyz")
@@ -154,7 +167,7 @@ class RequestTelemetryMiddleware:
         method = scope["method"]
         with self._tracer.start_as_current_span(
             method,
-            context=propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter),
+            context=propagate.extract(scope, getter=HEADERS),
             kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": method, "url.scheme": scope["scheme"]},
             # Recorded by hand: an exception's message quotes the values that failed.
@@ -205,8 +218,11 @@ def instrument_engine(engine: AsyncEngine, provider: TracerProvider | None) -> N
 
     The instrumentor is one per process and instruments only the engine of its first
     call (later calls just warn), while `nrm up` opens five: those get a tracer of their
-    own, as the instrumentor would have made it.
+    own, as the instrumentor would have made it. With no collector there is nothing to
+    trace for: a statement's span would carry ids no log line ever names.
     """
+    if isinstance(provider, UnrecordedTracerProvider):
+        return
     instrumentor = SQLAlchemyInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(

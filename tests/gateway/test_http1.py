@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Message
 
+from gateway.proxy import CallerLeft, caller_body
 from gateway.upstream import HttpUpstream, UpstreamAnswer, UpstreamRequest
 from nrm.errors import BadGateway
 from tests.e2e.processes import free_port
@@ -135,3 +137,147 @@ async def test_a_service_that_does_not_speak_http_is_a_502() -> None:
     await upstream.aclose()
     server.close()
     await server.wait_closed()
+
+
+class RawService:
+    """An asyncio server answering each request with `answer(request_line)`, noting every
+    request line it reads (and whether a chunked body reached its end)."""
+
+    def __init__(self, answer: bytes, *, close: bool = False) -> None:
+        self.answer, self.close = answer, close
+        self.seen: list[str] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.seen.append(head.split(b"\r\n")[0].decode())
+                if b"transfer-encoding: chunked" in head.lower():
+                    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                        await reader.readexactly(size + 2)
+                    await reader.readuntil(b"\r\n")
+                    self.seen.append("body complete")
+                writer.write(self.answer)
+                await writer.drain()
+                if self.close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def test_an_answer_to_head_ends_with_its_headers() -> None:
+    # It announces a length it does not send: waiting for those bytes would hang.
+    async with RawService(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n") as url:
+        upstream = HttpUpstream(url, timeout=30.0)
+        answer = await asyncio.wait_for(
+            upstream.open(UpstreamRequest("HEAD", "/", [], None)), timeout=10.0
+        )
+        assert answer.status == 200
+        assert await asyncio.wait_for(_read(answer), timeout=10.0) == b""
+        await upstream.aclose()
+
+
+async def test_an_answer_that_ends_with_the_connection_is_whole() -> None:
+    async with RawService(b"HTTP/1.0 200 OK\r\n\r\nthe whole body", close=True) as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        assert await _read(await upstream.open(UpstreamRequest("GET", "/", [], None))) == (
+            b"the whole body"
+        )
+        await upstream.aclose()
+
+
+async def test_a_post_the_service_may_have_acted_on_is_not_sent_again() -> None:
+    service = RawService(OK)
+    async with service as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        assert await _read(await upstream.open(UpstreamRequest("GET", "/warm", [], None)))
+        service.close = True  # the next request is served, then the connection drops...
+        service.answer = b""  # ...without an answer, as when a worker dies mid-way
+        with pytest.raises(BadGateway):
+            await upstream.open(UpstreamRequest("POST", "/pay", [], None))
+        await upstream.aclose()
+    assert service.seen == ["GET /warm HTTP/1.1", "POST /pay HTTP/1.1"]
+
+
+async def test_after_an_early_answer_the_rest_of_the_upload_goes_nowhere() -> None:
+    """The service answered before reading the body: what the caller sends on must not
+    reach it as requests of their own (request smuggling)."""
+    refuse = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\n\r\n"
+    service = RawService(refuse)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n" * 50
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(0.2)  # the answer arrives meanwhile
+        yield smuggled
+
+    async with service as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        headers = [(b"content-length", str(1 + len(smuggled)).encode())]
+        answer = await upstream.open(UpstreamRequest("POST", "/refuse", headers, upload()))
+        assert answer.status == 413
+        await _read(answer)
+        service.answer = OK
+        assert await _read(await upstream.open(UpstreamRequest("GET", "/next", [], None)))
+        await upstream.aclose()
+    assert not [line for line in service.seen if "smuggled" in line]
+    assert service.connections == 2, "the next request did not share the broken connection"
+
+
+async def test_a_chunked_upload_the_caller_abandons_never_ends_at_the_service() -> None:
+    service = RawService(OK)
+
+    async def abandoned() -> AsyncIterator[bytes]:
+        yield b"a" * 1000
+        raise ConnectionError("the caller left")
+
+    async with service as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        with pytest.raises(BadGateway):
+            await upstream.open(UpstreamRequest("POST", "/upload", [], abandoned()))
+        await upstream.aclose()
+    assert "body complete" not in service.seen
+
+
+async def test_an_upload_slower_than_the_timeout_is_not_cut_off(service: str) -> None:
+    upstream = HttpUpstream(service, timeout=0.5)
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"z" * 100
+            await asyncio.sleep(0.3)  # 1.2 s in all, the service silent while it reads
+
+    answer = await upstream.open(UpstreamRequest("POST", "/upload", [], slow()))
+    assert await _read(answer) == b'{"received":400}'
+    await upstream.aclose()
+
+
+async def test_a_caller_leaving_mid_upload_is_an_error_not_the_end_of_the_body() -> None:
+    messages: Iterator[Message] = iter(
+        [
+            {"type": "http.request", "body": b"part", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> Message:
+        return next(messages)
+
+    with pytest.raises(CallerLeft):
+        _ = [chunk async for chunk in caller_body(receive)]

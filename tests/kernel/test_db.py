@@ -153,3 +153,18 @@ async def test_only_the_chosen_transaction_commits_without_waiting_for_the_disk(
         after = (await connection.execute(text("SHOW synchronous_commit"))).scalar_one()
     assert after == "on", "SET LOCAL: the pooled connection is back to the default"
     await db.dispose()
+
+
+async def test_with_changes_pending_the_rows_go_in_order_with_them(db: Database) -> None:
+    """A flush orders pending changes with the inserts; so write_new leaves it to one."""
+    case_id = str(uuid.uuid4())
+    await _write(db, _case(case_id))
+    with statements(db) as sent:
+        async with db.transaction() as session:
+            case = await session.get(Case, case_id)
+            assert case is not None
+            case.status = "closed"
+            session.add(_consent(case_id))
+            await write_new(session)
+    writes = [s.split()[0] for s in sent if s.startswith(("INSERT", "UPDATE", "WITH"))]
+    assert writes == ["UPDATE", "INSERT"]
