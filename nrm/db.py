@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import Insert, Table, bindparam, event, insert, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Table, bindparam, event, insert, inspect, text
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -101,9 +102,9 @@ async def write_new(session: AsyncSession) -> None:
     if not (new and postgres) or plain or defaults_wanted or session.dirty or session.deleted:
         await session.flush()
         return
-    statement = _insert_together(tuple(mapper for mapper, _ in staged))
     connection = await session.connection()
-    await connection.execute(statement, values)
+    together = _insert_together(tuple(mapper for mapper, _ in staged), connection.dialect)
+    await connection.exec_driver_sql(together.sql, together.arguments(values))
     for instance in new:
         session.expunge(instance)
         make_transient_to_detached(instance)  # loaded, no pending change, keyed by its id
@@ -124,21 +125,43 @@ async def commit_without_waiting_for_disk(session: AsyncSession) -> None:
         await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_together(mappers: tuple[Mapper[Any], ...]) -> Insert:
-    """The statement for rows of these mappers, values named r<n>_<attribute>; made once
-    per shape, so SQLAlchemy neither rebuilds it nor recomputes its cache key."""
-    inserts = [
-        insert(cast(Table, mapper.local_table)).values(
-            {
-                prop.columns[0].key: bindparam(f"r{n}_{prop.key}", type_=prop.columns[0].type)
-                for prop in mapper.column_attrs
-            }
+@dataclass(frozen=True)
+class _Together:
+    """One INSERT for rows of given mappers, rendered for a dialect, values named
+    r<n>_<attribute>: the SQL, and for each placeholder in order its name and the
+    conversion SQLAlchemy would apply to its value."""
+
+    sql: str
+    names: tuple[str, ...]
+    conversions: tuple[Callable[[Any], Any] | None, ...]
+
+    def arguments(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            values[name] if convert is None else convert(values[name])
+            for name, convert in zip(self.names, self.conversions, strict=True)
         )
-        for n, mapper in enumerate(mappers)
-    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_together(mappers: tuple[Mapper[Any], ...], dialect: Dialect) -> _Together:
+    """Compiled once per shape and sent as driver SQL: run as a Core statement, the same
+    INSERT cost half a millisecond more, all in SQLAlchemy's per-execution work."""
+    types: dict[str, Any] = {}
+    inserts = []
+    for n, mapper in enumerate(mappers):
+        row = {}
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            name = f"r{n}_{prop.key}"
+            types[name] = column.type
+            row[column.key] = bindparam(name, type_=column.type)
+        inserts.append(insert(cast(Table, mapper.local_table)).values(row))
     *first, last = inserts
-    return last.add_cte(*(part.cte(f"new_{n}") for n, part in enumerate(first)))
+    statement = last.add_cte(*(part.cte(f"new_{n}") for n, part in enumerate(first)))
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    conversions = tuple(types[name].dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return _Together(str(compiled), names, conversions)
 
 
 def _create_engine(url: str) -> AsyncEngine:

@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
+from nrm.clock import as_utc
 from nrm.db import Database, commit_without_waiting_for_disk, write_new
 from nrm.settings import Settings
 from services.intake.models import AccessLog, Case, Consent
@@ -168,3 +169,28 @@ async def test_with_changes_pending_the_rows_go_in_order_with_them(db: Database)
             await write_new(session)
     writes = [s.split()[0] for s in sent if s.startswith(("INSERT", "UPDATE", "WITH"))]
     assert writes == ["UPDATE", "INSERT"]
+
+
+async def test_rows_written_together_read_back_as_written(db: Database) -> None:
+    case_id = str(uuid.uuid4())
+    case = _case(case_id)
+    case.flags = {"pregnant": True, "injured": False}
+    case.needs = ["shelter", "medical"]
+    case.situation_codes = {"exploitation_types": ["labour"], "sector": None}
+    case.sealed, case.wrapped_key = b"\x00\x01sealed\xff", b"\x02wrapped"
+    case.region, case.is_child, case.log_seq = "TJ-SU", True, 3
+    written = _columns(case)
+    await _write(db, case)
+    async with db.transaction() as session:
+        stored = await session.get(Case, case_id)
+    assert stored is not None
+    assert _columns(stored) == written
+
+
+def _columns(case: Case) -> dict[str, object]:
+    # SQLite gives times back without their zone (nrm.clock.as_utc puts UTC back).
+    return {
+        column: as_utc(value) if isinstance(value, datetime) else value
+        for column in Case.model_fields
+        for value in [getattr(case, column)]
+    }
