@@ -214,8 +214,12 @@ async def _list_latency(
 
 
 async def _relayed(db: Database) -> None:
-    pending = select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.published_at.is_(None)  # type: ignore[union-attr]
+    pending = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.published_at.is_(None)  # type: ignore[union-attr]
+        )
     )
     while True:
         async with db.engine.connect() as connection:
