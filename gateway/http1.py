@@ -80,6 +80,11 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._complete:
+            # More than the answer, or something while idle: where the next answer would
+            # start is no longer known, so the connection is done.
+            self._fail(BrokenAnswer("the service sent more than its answer"))
+            return
         self._received = True
         try:
             self._parser.feed_data(data)
@@ -103,6 +108,10 @@ class Connection(asyncio.Protocol):
         self._writable.set()
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second answer to one request, in the same bytes
+            self._fail(BrokenAnswer("the service sent more than its answer"))
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 

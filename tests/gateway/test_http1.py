@@ -281,3 +281,16 @@ async def test_a_caller_leaving_mid_upload_is_an_error_not_the_end_of_the_body()
 
     with pytest.raises(CallerLeft):
         _ = [chunk async for chunk in caller_body(receive)]
+
+
+async def test_a_connection_that_brings_more_than_the_answer_is_not_reused() -> None:
+    # Two answers for one request: the second must not become the next caller's answer.
+    service = RawService(OK + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale")
+    async with service as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        assert await _read(await upstream.open(UpstreamRequest("GET", "/a", [], None))) == b"ok"
+        await asyncio.sleep(0.2)  # the surplus arrives while the connection is idle
+        second = await _read(await upstream.open(UpstreamRequest("GET", "/b", [], None)))
+        await upstream.aclose()
+    assert second == b"ok"
+    assert service.connections == 2
