@@ -24,7 +24,7 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
@@ -34,10 +34,17 @@ IDLE_SECONDS = 4.0
 # Past this much of an answer unread, reading from the service pauses until the caller
 # has taken some: a slow caller does not make the gateway hold a whole download.
 HIGH_WATER = 256 * 1024
+# An answer's head (and a chunked answer's trailers) past this is refused: the parser
+# keeps what it is given, and a broken service could fill the gateway's memory.
+MAX_HEAD = 64 * 1024
 
 
 class BrokenAnswer(ConnectionError):
     """The service's bytes are not an HTTP/1.1 answer the proxy can pass on."""
+
+
+class UploadStalled(TimeoutError):
+    """The caller's request body stopped arriving for as long as a service may be silent."""
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Connection(asyncio.Protocol):
         self._framed = False  # the answer says where it ends (Content-Length, chunked)
         self._bodiless = False  # an answer to HEAD: headers only, whatever they announce
         self._received = False  # any byte of this exchange's answer
+        self._head_bytes = 0  # of the answer's head and trailers, against MAX_HEAD
+        self._ended = asyncio.Event()  # the answer complete, or the exchange failed
         self._paused = False
         self._failure: Exception | None = None
         self._sending: asyncio.Task[None] | None = None
@@ -86,16 +95,22 @@ class Connection(asyncio.Protocol):
             self._fail(BrokenAnswer("the service sent more than its answer"))
             return
         self._received = True
+        head_pending = self._head is not None and not self._head.done()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(BrokenAnswer("the service switched protocols"))
         except httptools.HttpParserError:
             self._fail(BrokenAnswer("the service's answer is not HTTP/1.1"))
+        if head_pending:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD and self._head is not None and not self._head.done():
+                self._fail(BrokenAnswer("the service's answer head is too large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         head_seen = self._head is not None and self._head.done()
-        if not self._complete and head_seen and not self._framed and not self._failure:
+        unframed = head_seen and not self._framed and not self._failure
+        if not self._complete and unframed and exc is None:
             self._finish()  # an answer that ends where the connection does (HTTP/1.0 style)
         elif not self._complete:
             self._fail(ConnectionError("the service closed the connection"))
@@ -113,6 +128,11 @@ class Connection(asyncio.Protocol):
             self._fail(BrokenAnswer("the service sent more than its answer"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head is not None and self._head.done():  # a chunked answer's trailers
+            self._head_bytes += len(name) + len(value)
+            if self._head_bytes > MAX_HEAD:
+                self._fail(BrokenAnswer("the service's answer trailers are too large"))
+            return  # not passed on, as before: the proxy streams bodies, not trailers
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -192,48 +212,63 @@ class Connection(asyncio.Protocol):
 
     async def _send(self, body: AsyncIterator[bytes], length: int | None) -> None:
         assert self._transport is not None
-        assert self._head is not None
-        sent = 0
+        exchange, sent = self._head, 0
+        chunks = aiter(body)
         try:
-            async for chunk in body:
-                if self._head.done():
-                    return  # answered (or failed) already: the rest is not wanted
+            while True:
+                try:
+                    # The caller may pause as long as a service may be silent, no longer:
+                    # a stalled upload would otherwise hold a pool slot for good.
+                    async with asyncio.timeout(self._silence):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                if self._head is not exchange or self._ended.is_set():
+                    return  # the answer is over (or failed): the rest is not wanted
+                if length is not None and sent + len(chunk) > length:
+                    break  # longer than announced: closed below
                 sent += len(chunk)
                 self._transport.write(chunk if length is not None else _chunk(chunk))
                 if not self._writable.is_set() and not await self._until_writable():
                     return
-        except Exception:
-            # The caller's upload failed, or the caller left: the service must not take
-            # a part for the whole, nor read what comes next here as the rest of it.
-            self.close()
+        except TimeoutError:
+            self._fail(UploadStalled("the caller's request body stopped arriving"))
             return
-        if length is not None and sent != length:
-            self.close()  # shorter than announced: the same
-            return
-        if length is None:
-            self._transport.write(b"0\r\n\r\n")
-        self._sent = True
-        if not self._head.done():
-            self._arm()  # the wait for the answer starts now
+        except Exception:  # noqa: S110 - the caller's upload failed, or the caller left
+            pass
+        else:
+            if length is None or sent == length:
+                if length is None:
+                    self._transport.write(b"0\r\n\r\n")
+                self._sent = True
+                if self._head is not None and not self._head.done():
+                    self._arm()  # the wait for the answer starts now
+                return
+        # Stopped short of the request's end: the service must not take a part for the
+        # whole, nor read what comes next on this connection as the rest of it.
+        self.close()
 
     async def _until_writable(self) -> bool:
-        """Wait while the service does not read on; False if it answered meanwhile, or
-        stayed silent and did not read for as long as it may be silent (then: failed)."""
-        assert self._head is not None
+        """Wait while the service does not read on; False if the answer ended meanwhile,
+        or the service neither read nor finished for as long as it may be silent (then
+        the exchange fails)."""
         reading = asyncio.ensure_future(self._writable.wait())
-        either: set[asyncio.Future[Any]] = {reading, self._head}
+        ended = asyncio.ensure_future(self._ended.wait())
         done, _ = await asyncio.wait(
-            either, timeout=self._silence, return_when=asyncio.FIRST_COMPLETED
+            {reading, ended}, timeout=self._silence, return_when=asyncio.FIRST_COMPLETED
         )
         reading.cancel()
+        ended.cancel()
         if reading in done:
             return True
-        if not self._head.done():
-            self._time_out()
+        self._time_out()
         return False
 
     async def _read(self) -> AsyncIterator[bytes]:
+        exchange = self._head
         while True:
+            if self._head is not exchange:
+                raise ConnectionError("this answer's connection has moved on")
             while self._chunks:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
@@ -270,6 +305,7 @@ class Connection(asyncio.Protocol):
 
     def _finish(self) -> None:
         self._complete = True
+        self._ended.set()
         # The service's keep-alive clock starts as it finishes its answer; ours too.
         self.idle_since = asyncio.get_running_loop().time()
         self._arrived.set()
@@ -280,6 +316,7 @@ class Connection(asyncio.Protocol):
         if self._head is not None and not self._head.done():
             self._head.set_exception(failure)
         self._arrived.set()
+        self._ended.set()
         self.close()
 
     def _reset(self, *, bodiless: bool, silence: float) -> None:
@@ -287,6 +324,7 @@ class Connection(asyncio.Protocol):
         self._complete = self._sent = self._keep_alive = self._framed = False
         self._received, self._failure, self._sending = False, None, None
         self._bodiless, self._silence = bodiless, silence
+        self._head_bytes, self._ended = 0, asyncio.Event()
 
     @property
     def received_anything(self) -> bool:

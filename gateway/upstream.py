@@ -18,8 +18,8 @@ from typing import Protocol
 
 import httpx
 
-from gateway.http1 import Answer, Connection, Pool
-from nrm.errors import BadGateway, GatewayTimeout, NotFound
+from gateway.http1 import Answer, Connection, Pool, UploadStalled
+from nrm.errors import BadGateway, GatewayTimeout, NotFound, RequestTimeout
 from nrm.http import without_cookies
 
 UNREACHABLE = "The service cannot be reached."
@@ -27,6 +27,7 @@ CONNECTIONS = 256
 # Idempotent methods (RFC 9110 9.2.2): sent twice, they do what once does.
 REPEATABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 TOO_SLOW = "The service did not answer in time."
+UPLOAD_STALLED = "The request body stopped arriving."
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,12 @@ async def _read(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 @asynccontextmanager
 async def _as_problems() -> AsyncIterator[None]:
-    """Transport failures as the problems the caller sees: 504 when slow, else 502."""
+    """Transport failures as the problems the caller sees: 504 when the service was slow,
+    408 when the caller's own upload stalled, else 502."""
     try:
         yield
+    except UploadStalled:
+        raise RequestTimeout(UPLOAD_STALLED) from None
     except (httpx.TimeoutException, TimeoutError):
         raise GatewayTimeout(TOO_SLOW) from None
     except (httpx.TransportError, OSError):

@@ -66,6 +66,10 @@ class MethodNotAllowed(ProblemError):
     status, title, slug = 405, "Method not allowed", "method-not-allowed"
 
 
+class RequestTimeout(ProblemError):
+    status, title, slug = 408, "Request timeout", "request-timeout"
+
+
 class Conflict(ProblemError):
     status, title, slug = 409, "Conflict", "conflict"
 
@@ -98,6 +102,7 @@ _BY_STATUS: dict[int, type[ProblemError]] = {
         Forbidden,
         NotFound,
         MethodNotAllowed,
+        RequestTimeout,
         Conflict,
         Invalid,
         TooManyRequests,

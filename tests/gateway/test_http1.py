@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import CallerLeft, caller_body
 from gateway.upstream import HttpUpstream, UpstreamAnswer, UpstreamRequest
-from nrm.errors import BadGateway
+from nrm.errors import BadGateway, RequestTimeout
 from tests.e2e.processes import free_port
 from tests.support import eventually
 
@@ -38,11 +41,11 @@ def _service() -> FastAPI:
     return app
 
 
-@pytest.fixture
-async def service() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def _uvicorn(app: ASGIApp) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
-        _service(), port=port, log_level="warning", lifespan="off", timeout_keep_alive=1
+        app, port=port, log_level="warning", lifespan="off", timeout_keep_alive=1
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -50,6 +53,27 @@ async def service() -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[str]:
+    async with _uvicorn(_service()) as url:
+        yield url
+
+
+async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers each part of the upload as it arrives: both directions at once."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        await send(
+            {"type": "http.response.body", "body": message.get("body", b""), "more_body": True}
+        )
+        more = message.get("more_body", False)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _started(server: uvicorn.Server) -> bool | None:
@@ -294,3 +318,60 @@ async def test_a_connection_that_brings_more_than_the_answer_is_not_reused() -> 
         await upstream.aclose()
     assert second == b"ok"
     assert service.connections == 2
+
+
+async def test_an_upload_that_stalls_is_a_408_and_frees_its_place(service: str) -> None:
+    upstream = HttpUpstream(service, timeout=0.5)
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"ten bytes!"
+        await asyncio.Event().wait()  # and then nothing, for ever
+        yield b""
+
+    request = UpstreamRequest("POST", "/upload", [(b"content-length", b"100")], stalled())
+    with pytest.raises(RequestTimeout):
+        await asyncio.wait_for(upstream.open(request), timeout=10.0)
+    assert await _port(upstream), "the next request is served"
+    await upstream.aclose()
+
+
+async def test_a_service_answering_while_it_reads_gets_the_whole_upload() -> None:
+
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"first,", b"second,", b"third"):
+            yield part
+            await asyncio.sleep(0.1)  # the answer has started by the next part
+
+    async with _uvicorn(_echo) as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        request = UpstreamRequest("POST", "/echo", [(b"content-length", b"18")], parts())
+        assert await _read(await upstream.open(request)) == b"first,second,third"
+        await upstream.aclose()
+
+
+async def test_an_endless_answer_head_is_refused() -> None:
+    flood = b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * 200_000 + b"\r\ncontent-length: 2\r\n\r\nok"
+    async with RawService(flood) as url:
+        upstream = HttpUpstream(url, timeout=5.0)
+        with pytest.raises(BadGateway):
+            await upstream.open(UpstreamRequest("GET", "/", [], None))
+        await upstream.aclose()
+
+
+async def test_an_unframed_answer_cut_by_a_reset_is_not_passed_on_as_whole() -> None:
+    async def crash(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe first half")
+        await writer.drain()
+        linger = struct.pack("ii", 1, 0)  # close with a reset: the service crashed
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(crash, "127.0.0.1", 0)
+    upstream = HttpUpstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=5.0)
+    answer = await upstream.open(UpstreamRequest("GET", "/", [], None))
+    with pytest.raises(BadGateway):
+        await _read(answer)
+    await upstream.aclose()
+    server.close()
+    await server.wait_closed()
