@@ -259,10 +259,9 @@ class Connection(asyncio.Protocol):
         )
         reading.cancel()
         ended.cancel()
-        if reading in done:
-            return True
-        self._time_out()
-        return False
+        if not done:
+            self._time_out()
+        return reading in done
 
     async def _read(self) -> AsyncIterator[bytes]:
         exchange = self._head
