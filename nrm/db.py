@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from sqlalchemy import Table, bindparam, event, insert, inspect, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Mapper, make_transient_to_detached
+from sqlalchemy.orm import Mapper, configure_mappers
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Set on a session when it staged something for after the commit (e.g. outbox rows).
 AFTER_COMMIT = "nrm.after_commit"
+Row = TypeVar("Row", bound=SQLModel)
 
 
 class Database:
@@ -73,6 +76,55 @@ def _run_after_commit(session: AsyncSession) -> None:
         callback()
 
 
+def new_row(model: type[Row], **values: Any) -> Row:
+    """A new, transient table object: what `model(**values)` makes, at a fifth of the cost.
+
+    SQLModel's constructor sets each field through two layers of attribute hooks and
+    inspects each default factory's signature on every call; on the registration path
+    that was a tenth of the request. This builds the object as SQLAlchemy builds one it
+    loads (its own constructor, then the values straight into the instance's dictionary),
+    with the model's defaults for what is not given. As with `model(...)`, nothing is
+    validated: table models are built from values the caller has already checked.
+    """
+    required, defaults, factories = _field_defaults(model)
+    missing = required.difference(values)
+    if missing:
+        raise TypeError(f"{model.__name__} needs {', '.join(sorted(missing))}")
+    unknown = values.keys() - model.model_fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__} has no {', '.join(sorted(unknown))}")
+    given = set(values)
+    for name, default in defaults:
+        if name not in given:
+            values[name] = copy.deepcopy(default)
+    for name, factory in factories:
+        if name not in given:
+            values[name] = factory()
+    instance: Row = model._sa_class_manager.new_instance()  # type: ignore[attr-defined]
+    instance.__dict__.update(values)
+    object.__setattr__(instance, "__pydantic_fields_set__", given)
+    return instance
+
+
+@functools.cache
+def _field_defaults(
+    model: type[SQLModel],
+) -> tuple[frozenset[str], tuple[tuple[str, Any], ...], tuple[tuple[str, Callable[[], Any]], ...]]:
+    # What a first constructor call would do: set up the mappers' attribute machinery.
+    configure_mappers()
+    required, defaults, factories = set(), [], []
+    for name, field in model.model_fields.items():
+        if field.default_factory is not None:
+            if field.default_factory_takes_validated_data:
+                raise TypeError(f"{model.__name__}.{name}: a factory of validated data")
+            factories.append((name, cast(Callable[[], Any], field.default_factory)))
+        elif field.is_required():
+            required.add(name)
+        else:
+            defaults.append((name, field.default))
+    return frozenset(required), tuple(defaults), tuple(factories)
+
+
 async def write_new(session: AsyncSession) -> None:
     """Insert the rows added to `session` so far: on PostgreSQL in one statement.
 
@@ -88,12 +140,14 @@ async def write_new(session: AsyncSession) -> None:
     inserts), relationships or inheritance, a column left empty for its default to fill.
     """
     new = list(session.new)
-    staged = [(inspect(instance).mapper, instance) for instance in new]
+    states = [inspect(instance) for instance in new]
+    staged = [(state.mapper, instance) for state, instance in zip(states, new, strict=True)]
     values: dict[str, Any] = {}
     defaults_wanted = False
     for n, (mapper, instance) in enumerate(staged):
+        held = vars(instance)  # what getattr would find, without the attribute machinery
         for prop in mapper.column_attrs:
-            value = values[f"r{n}_{prop.key}"] = getattr(instance, prop.key)
+            value = values[f"r{n}_{prop.key}"] = held.get(prop.key)
             column = prop.columns[0]
             if value is None and (column.default is not None or column.server_default is not None):
                 defaults_wanted = True
@@ -105,10 +159,10 @@ async def write_new(session: AsyncSession) -> None:
     connection = await session.connection()
     together = _insert_together(tuple(mapper for mapper, _ in staged), connection.dialect)
     await connection.exec_driver_sql(together.sql, together.arguments(values))
-    for instance in new:
-        session.expunge(instance)
-        make_transient_to_detached(instance)  # loaded, no pending change, keyed by its id
-        session.add(instance)
+    # What a flush does once its INSERTs succeed (SQLAlchemy's own step, private but
+    # pinned with it): keyed by id, no pending change, in the identity map, and known to
+    # the transaction as new, so a rollback makes them transient again.
+    session.sync_session._register_persistent(set(states))
 
 
 async def commit_without_waiting_for_disk(session: AsyncSession) -> None:

@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 
 from opentelemetry import propagate
-from sqlalchemy import DateTime, Index, Integer, String, Text
-from sqlmodel import Field, SQLModel, select
+from sqlalchemy import DateTime, Index, Integer, String, Text, Update, bindparam, select, update
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Bus, PublishFailed
 from nrm.clock import utcnow
-from nrm.db import Database, after_commit, commit_without_waiting_for_disk
+from nrm.db import Database, after_commit, commit_without_waiting_for_disk, new_row
 from nrm.events import Event, envelope_for
 from nrm.tasks import finish
 
@@ -49,7 +49,9 @@ def current_traceparent() -> str | None:
 def record_event(session: AsyncSession, event: Event) -> str:
     """Stage `event` in the caller's transaction; returns the event id."""
     envelope = envelope_for(event, traceparent=current_traceparent())
-    session.add(OutboxMessage(id=envelope.id, type=envelope.type, body=envelope.to_json().decode()))
+    session.add(
+        new_row(OutboxMessage, id=envelope.id, type=envelope.type, body=envelope.to_json().decode())
+    )
     waker = session.info.get(OutboxRelay.WAKE)
     if waker is not None:
         after_commit(session, waker)
@@ -133,41 +135,57 @@ class OutboxRelay:
                         await self._wake.wait()
 
     async def relay_once(self) -> int:
-        """One pass: publish a batch of due rows; returns how many were published."""
+        """One pass: publish a batch of due rows; returns how many were published.
+
+        Core statements, not ORM objects: a pass runs every few requests under load, and
+        loading rows as objects to change one column cost more than the publishing."""
         now = utcnow()
-        published = 0
+        published: list[str] = []
         async with self.db.transaction() as session:
-            due = (
-                select(OutboxMessage)
-                .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
-                .where(OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.created_at)  # type: ignore[arg-type]
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            )
-            for message in (await session.exec(due)).all():
+            connection = await session.connection()
+            due = await connection.execute(_DUE, {"now": now, "limit": self.batch_size})
+            for message_id, event_type, body, attempts in due.all():
                 try:
-                    await self.bus.publish(
-                        message.type, message.body.encode(), message_id=message.id
-                    )
+                    await self.bus.publish(event_type, body.encode(), message_id=message_id)
                 except PublishFailed as exc:
-                    self._postpone(message, now, exc)
+                    await connection.execute(
+                        self._postponed(message_id, event_type, attempts, now, exc)
+                    )
                     continue
-                message.published_at = utcnow()
-                published += 1
+                published.append(message_id)
             if published:
                 await commit_without_waiting_for_disk(session)
-        return published
+                await connection.execute(_SENT, {"ids": published, "at": utcnow()})
+        return len(published)
 
-    def _postpone(self, message: OutboxMessage, now: datetime, exc: PublishFailed) -> None:
-        message.attempts += 1
-        message.last_error = str(exc)[:500]
-        delay = min(timedelta(seconds=2**message.attempts), self.max_backoff)
-        message.next_attempt_at = now + delay
+    def _postponed(
+        self, message_id: str, event_type: str, attempts: int, now: datetime, exc: PublishFailed
+    ) -> Update:
+        attempts += 1
         log.warning(
-            "event %s (%s) not published, attempt %d: %s",
-            message.id,
-            message.type,
-            message.attempts,
-            exc,
+            "event %s (%s) not published, attempt %d: %s", message_id, event_type, attempts, exc
         )
+        return (
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == message_id)
+            .values(
+                attempts=attempts,
+                last_error=str(exc)[:500],
+                next_attempt_at=now + min(timedelta(seconds=2**attempts), self.max_backoff),
+            )
+        )
+
+
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_DUE = (
+    select(_OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.body, _OUTBOX.c.attempts)
+    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now"))
+    .order_by(_OUTBOX.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("at"))
+)

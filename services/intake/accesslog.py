@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.auth import Principal
 from nrm.clock import as_utc, utcnow
+from nrm.db import new_row
 from services.intake.models import AccessLog, Case
 
 
@@ -43,7 +44,8 @@ def record_access(
     reason: str | None,
 ) -> None:
     """Append to the case's chain; the caller holds the case row (locked on PostgreSQL)."""
-    entry = AccessLog(
+    entry = new_row(
+        AccessLog,
         case_id=case.id,
         seq=case.log_seq + 1,
         actor=principal.subject,

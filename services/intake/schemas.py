@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -13,14 +14,25 @@ from nrm.clock import UtcDatetime, utcnow
 from nrm.vocabulary import SERVICE_TYPES, AgeBand, CaseType, Gender, ServiceType, Urgency
 
 
+@functools.cache
+def _iso_codes() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """ISO 3166-1 countries, ISO 639-1 languages and ISO 3166-2 subdivisions, as sets:
+    a pycountry lookup searches its indexes anew on every call, several per body."""
+    return (
+        frozenset(country.alpha_2 for country in pycountry.countries),
+        frozenset(getattr(language, "alpha_2", "") for language in pycountry.languages) - {""},
+        frozenset(subdivision.code for subdivision in pycountry.subdivisions),
+    )
+
+
 def _country(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    if code not in _iso_codes()[0]:
         raise ValueError("not an ISO 3166-1 alpha-2 country code")
     return code
 
 
 def _language(code: str) -> str:
-    if pycountry.languages.get(alpha_2=code) is None:
+    if code not in _iso_codes()[1]:
         raise ValueError("not an ISO 639-1 language code")
     return code
 
@@ -28,7 +40,7 @@ def _language(code: str) -> str:
 def _region(code: str) -> str:
     parts = code.split("-")
     _country(parts[0])
-    if len(parts) >= 2 and pycountry.subdivisions.get(code="-".join(parts[:2])) is None:  # type: ignore[no-untyped-call]
+    if len(parts) >= 2 and "-".join(parts[:2]) not in _iso_codes()[2]:
         raise ValueError("not an ISO 3166-2 subdivision")
     return code
 

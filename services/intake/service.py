@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.auth import Principal
 from nrm.clock import utcnow
-from nrm.db import write_new
+from nrm.db import new_row, write_new
 from nrm.errors import Conflict, Forbidden, Invalid, NotFound
 from nrm.outbox import record_event
 from services.intake import access, crypto
@@ -98,7 +98,8 @@ def _retriage(case: Case, facts: CaseFacts) -> None:
 
 
 def _consent(case_id: str, body: ConsentIn, principal: Principal) -> Consent:
-    return Consent(
+    return new_row(
+        Consent,
         id=str(uuid.uuid4()),
         case_id=case_id,
         scopes=sorted(set(body.scopes)),
@@ -113,7 +114,8 @@ async def register_case(
     session: AsyncSession, keyring: Keyring, principal: Principal, body: CaseCreate
 ) -> Case:
     situation_codes = body.situation.model_dump(mode="json", exclude={"narrative"})
-    case = Case(
+    case = new_row(
+        Case,
         id=str(uuid.uuid4()),
         org_id=principal.org,
         created_by=principal.subject,
