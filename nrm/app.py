@@ -104,16 +104,19 @@ def base_app(
 async def bookkeeping(db: Database, runtime: Runtime) -> AsyncIterator[None]:
     """What every component runs beside its requests: the outbox relay, and the sweeper
     that deletes bookkeeping rows past their time (see retention.py)."""
-    relay = OutboxRelay(db, runtime.bus)
-    db.session_info[OutboxRelay.WAKE] = relay.wake
+    upkeep = db.for_upkeep()
+    instrument_engine(upkeep.engine, runtime.tracer_provider)
+    relay = OutboxRelay(upkeep, runtime.bus)
+    db.session_info[OutboxRelay.WAKE] = relay.wake  # requests' commits wake it
     relay.start()
-    sweeper = RetentionSweeper(db, RetentionPolicy.from_settings(runtime.settings))
+    sweeper = RetentionSweeper(upkeep, RetentionPolicy.from_settings(runtime.settings))
     sweeper.start()
     try:
         yield
     finally:
         await sweeper.stop()
         await relay.stop()
+        await upkeep.dispose()
 
 
 def create_service_app(service: ServiceDefinition, runtime: Runtime) -> FastAPI:

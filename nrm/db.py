@@ -24,9 +24,9 @@ Row = TypeVar("Row", bound=SQLModel)
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upkeep: bool = False) -> None:
         self.url = url
-        self.engine: AsyncEngine = _create_engine(url)
+        self.engine: AsyncEngine = _create_engine(url, upkeep=upkeep)
         # Copied into every new session's `info`: lets the outbox find its relay to wake.
         self.session_info: dict[str, Any] = {}
         self._sessions = async_sessionmaker(
@@ -51,6 +51,20 @@ class Database:
                 await session.rollback()
                 raise
         _run_after_commit(session)
+
+    def for_upkeep(self) -> Database:
+        """The same database for background upkeep (the outbox relay, the retention
+        sweeper), through a small pool of its own, tuned for work that is redone if lost.
+
+        Its connections are not pinged at checkout (three round trips with asyncpg, on
+        every relay pass): a pass that meets a dead connection fails, is logged and runs
+        again, and SQLAlchemy replaces the pool's connections. On PostgreSQL its commits
+        do not wait for the disk: a crash may lose the last fraction of a second of them,
+        never the database's consistency, and what they write is redone harmlessly (rows
+        marked published go again and consumers drop the duplicates; attempts are counted
+        again; expired rows are deleted by the next sweep). Nothing else shares its pool.
+        """
+        return Database(self.url, upkeep=True)
 
     async def ping(self) -> bool:
         try:
@@ -165,20 +179,6 @@ async def write_new(session: AsyncSession) -> None:
     session.sync_session._register_persistent(set(states))
 
 
-async def commit_without_waiting_for_disk(session: AsyncSession) -> None:
-    """Let this transaction's commit return before its changes reach the disk (PostgreSQL).
-
-    Only for changes whose loss in a crash is harmless, such as marking outbox rows
-    published (lost, the events go again and consumers drop them as duplicates): the
-    commit then neither waits for a WAL flush nor queues behind others' flushes. A crash
-    loses at most the last fraction of a second of such commits, never the database's
-    consistency; no other transaction is affected.
-    """
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        connection = await session.connection()
-        await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-
-
 @dataclass(frozen=True)
 class _Together:
     """One INSERT for rows of given mappers, rendered for a dialect, values named
@@ -218,11 +218,21 @@ def _insert_together(mappers: tuple[Mapper[Any], ...], dialect: Dialect) -> _Tog
     return _Together(str(compiled), names, conversions)
 
 
-def _create_engine(url: str) -> AsyncEngine:
+def _create_engine(url: str, *, upkeep: bool = False) -> AsyncEngine:
     # hide_parameters: a database error's message would otherwise quote the values it was
     # given, and it ends up in logs, traces and dead-letter reasons.
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        if upkeep:  # see Database.for_upkeep
+            return create_async_engine(
+                url,
+                pool_size=2,
+                max_overflow=2,
+                hide_parameters=True,
+                connect_args={"server_settings": {"synchronous_commit": "off"}}
+                if parsed.get_driver_name() == "asyncpg"
+                else {},
+            )
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,24 @@ import logging
 from datetime import datetime, timedelta
 
 from opentelemetry import propagate
-from sqlalchemy import DateTime, Index, Integer, String, Text, Update, bindparam, select, update
+from sqlalchemy import (
+    DateTime,
+    Index,
+    Integer,
+    Row,
+    String,
+    Text,
+    Update,
+    bindparam,
+    select,
+    update,
+)
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Bus, PublishFailed
-from nrm.clock import utcnow
-from nrm.db import Database, after_commit, commit_without_waiting_for_disk, new_row
+from nrm.clock import as_utc, utcnow
+from nrm.db import Database, after_commit, new_row
 from nrm.events import Event, envelope_for
 from nrm.tasks import finish
 
@@ -74,7 +85,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         idle_interval: float = 1.0,
-        min_interval: float = 0.02,
+        min_interval: float = 0.05,
         max_backoff: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db
@@ -137,14 +148,15 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """One pass: publish a batch of due rows; returns how many were published.
 
-        Core statements, not ORM objects: a pass runs every few requests under load, and
-        loading rows as objects to change one column cost more than the publishing."""
+        One statement claims the batch and marks it sent; rows the broker refuses are put
+        back with their next attempt. All in one transaction: a pass cut short leaves every
+        row as it was, and the batch goes again. Core statements on a connection, not ORM
+        objects: under load a pass runs every few requests."""
         now = utcnow()
-        published: list[str] = []
-        async with self.db.transaction() as session:
-            connection = await session.connection()
-            due = await connection.execute(_DUE, {"now": now, "limit": self.batch_size})
-            for message_id, event_type, body, attempts in due.all():
+        published = 0
+        async with self.db.engine.begin() as connection:
+            claimed = await connection.execute(_CLAIM, {"now": now, "limit": self.batch_size})
+            for message_id, event_type, body, attempts, _ in sorted(claimed.all(), key=_age):
                 try:
                     await self.bus.publish(event_type, body.encode(), message_id=message_id)
                 except PublishFailed as exc:
@@ -152,11 +164,8 @@ class OutboxRelay:
                         self._postponed(message_id, event_type, attempts, now, exc)
                     )
                     continue
-                published.append(message_id)
-            if published:
-                await commit_without_waiting_for_disk(session)
-                await connection.execute(_SENT, {"ids": published, "at": utcnow()})
-        return len(published)
+                published += 1
+        return published
 
     def _postponed(
         self, message_id: str, event_type: str, attempts: int, now: datetime, exc: PublishFailed
@@ -169,6 +178,7 @@ class OutboxRelay:
             update(_OUTBOX)
             .where(_OUTBOX.c.id == message_id)
             .values(
+                published_at=None,
                 attempts=attempts,
                 last_error=str(exc)[:500],
                 next_attempt_at=now + min(timedelta(seconds=2**attempts), self.max_backoff),
@@ -177,15 +187,25 @@ class OutboxRelay:
 
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_DUE = (
-    select(_OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.body, _OUTBOX.c.attempts)
-    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now"))
-    .order_by(_OUTBOX.c.created_at)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
-_SENT = (
+# The oldest due rows not claimed by another relay, marked sent as they are claimed.
+_CLAIM = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .values(published_at=bindparam("at"))
+    .where(
+        _OUTBOX.c.id.in_(
+            select(_OUTBOX.c.id)
+            .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now"))
+            .order_by(_OUTBOX.c.created_at)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(published_at=bindparam("now"))
+    .returning(
+        _OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.body, _OUTBOX.c.attempts, _OUTBOX.c.created_at
+    )
 )
+
+
+def _age(row: Row[tuple[str, str, str, int, datetime]]) -> datetime:
+    # RETURNING keeps no order: events go out oldest first, as they were recorded.
+    return as_utc(row[4])

@@ -108,8 +108,9 @@ async def test_an_ip_over_its_budget_gets_429_problem_and_the_service_is_not_cal
 async def test_a_retry_after_is_whole_seconds_and_at_least_one(
     settings: Settings, gateway_factory: GatewayFactory
 ) -> None:
-    # At 50 tokens per second the next one is 20 ms away; Retry-After still says 1.
-    app = gateway_factory(limited(settings, rate_limit_per_ip=50.0, rate_limit_ip_burst=1), {})
+    # At 2 tokens per second the next one is at most 0.5 s away; Retry-After still says 1.
+    # (At 50 per second a slow machine let 20 ms pass between the two requests.)
+    app = gateway_factory(limited(settings, rate_limit_per_ip=2.0, rate_limit_ip_burst=1), {})
     async with serving(app) as gateway:
         await gateway.get("/.well-known/jwks.json")
         refused = await gateway.get("/.well-known/jwks.json")

@@ -6,12 +6,15 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import func, select
 
 from nrm.bus import Delivery, InMemoryBus, PublishFailed, Subscription
+from nrm.clock import utcnow
 from nrm.db import Database
 from nrm.inbox import EventConsumer
 from nrm.outbox import OutboxMessage, OutboxRelay, record_event
@@ -21,7 +24,13 @@ from services.intake.events import DiagnosticPinged
 from services.notify.handlers import HANDLERS as NOTIFY_HANDLERS
 from services.notify.models import PingReceipt
 from tests.kernel.relay_crash import CRASH_EXIT_CODE
-from tests.support import PostgresDatabases, eventually, migrated_database
+from tests.support import (
+    SQLITE_AND_POSTGRES,
+    PostgresDatabases,
+    database_of,
+    eventually,
+    migrated_database,
+)
 
 PING_TYPE = DiagnosticPinged.type
 
@@ -105,6 +114,32 @@ async def test_unpublishable_event_stays_in_the_outbox_for_a_later_try(settings:
         await bus.publish(PING_TYPE, b"{}", message_id="x")
     await bus.close()
     await db.dispose()
+
+
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
+async def any_db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Database]:
+    async with database_of(request, settings, "intake") as database:
+        yield database
+
+
+async def test_events_go_out_in_the_order_they_were_recorded(any_db: Database) -> None:
+    """Stored newest first on purpose: events leave in the order of their recording time,
+    not in the order the claiming statement hands rows back."""
+    start = utcnow() - timedelta(minutes=1)
+    async with any_db.transaction() as session:
+        newest_first = [record_event(session, _ping()) for _ in range(5)]
+        await session.flush()
+        for age, message_id in enumerate(newest_first):
+            row = await session.get(OutboxMessage, message_id)
+            assert row is not None
+            row.created_at = start - timedelta(seconds=age)
+    received: list[Delivery] = []
+    bus = await _recording_bus(received)
+
+    assert await OutboxRelay(any_db, bus).relay_once() == 5
+    await eventually(lambda: _all_arrived(received, 5))
+    assert [d.message_id for d in received] == list(reversed(newest_first))
+    await bus.close()
 
 
 @pytest.mark.postgres
