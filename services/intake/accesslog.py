@@ -60,7 +60,8 @@ def record_access(
     entry.hash = _digest(entry)
     case.log_seq, case.log_head = entry.seq, entry.hash
     session.add(entry)
-    session.add(case)
+    if case not in session:  # the head must be saved with the entry
+        session.add(case)
 
 
 async def entries(session: AsyncSession, case_id: str) -> list[AccessLog]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from nrm.events import MalformedEvent, envelope_for, parse_data, parse_envelope
 from nrm.outbox import current_traceparent
@@ -62,6 +63,13 @@ def test_traceparent_of_the_current_span_goes_into_the_envelope() -> None:
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("register case") as span:
         traceparent = current_traceparent()
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier)
     assert traceparent is not None
     assert format(span.get_span_context().trace_id, "032x") in traceparent
+    assert traceparent == carrier["traceparent"], "as the W3C propagator writes it"
     assert envelope_for(_ping(), traceparent=traceparent).traceparent == traceparent
+
+
+def test_no_traceparent_outside_a_span() -> None:
+    assert current_traceparent() is None
