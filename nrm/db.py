@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Set on a session when it staged something for after the commit (e.g. outbox rows).
 AFTER_COMMIT = "nrm.after_commit"
+# Set on a session when something done outside it must be undone if it rolls back.
+AFTER_ROLLBACK = "nrm.after_rollback"
 Row = TypeVar("Row", bound=SQLModel)
 
 
@@ -48,8 +50,11 @@ class Database:
             yield session
             await session.commit()
         except BaseException:
-            async with session:  # closed in a task shielded from cancellation, as ever
-                await session.rollback()
+            try:
+                async with session:  # closed in a task shielded from cancellation, as ever
+                    await session.rollback()
+            finally:
+                await _run_after_rollback(session)
             raise
         if session.sync_session.in_transaction():  # something began again after the commit
             await session.close()
@@ -95,6 +100,18 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 def _run_after_commit(session: AsyncSession) -> None:
     for callback in session.info.pop(AFTER_COMMIT, []):
         callback()
+
+
+def after_rollback(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Await `callback` if this session's unit of work (`Database.transaction`) fails and
+    is rolled back, e.g. to undo something done outside it; dropped on a commit."""
+    callbacks: list[Callable[[], Awaitable[None]]] = session.info.setdefault(AFTER_ROLLBACK, [])
+    callbacks.append(callback)
+
+
+async def _run_after_rollback(session: AsyncSession) -> None:
+    for callback in session.info.pop(AFTER_ROLLBACK, []):
+        await callback()
 
 
 def new_row(model: type[Row], **values: Any) -> Row:

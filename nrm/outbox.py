@@ -88,7 +88,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         idle_interval: float = 1.0,
-        min_interval: float = 0.05,
+        min_interval: float = 0.1,
         max_backoff: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db

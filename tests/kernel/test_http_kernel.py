@@ -139,6 +139,20 @@ async def test_a_refused_request_frees_its_key_for_a_corrected_retry(
     assert await _effects(db) == 1
 
 
+@pytest.mark.parametrize("failing", [{"text": ""}, {"text": "crash"}], ids=["invalid", "crash"])
+async def test_a_request_that_fails_frees_its_key(
+    client: tuple[httpx.AsyncClient, Database], failing: dict[str, str]
+) -> None:
+    """A body the schema refuses, or an unexpected error: nothing was done, so the key
+    is free for the retry (the claim was made before either surfaced)."""
+    http, db = client
+    failed = await http.post(NOTES, json=failing, headers={"Idempotency-Key": "k8"})
+    retried = await http.post(NOTES, json={"text": "fine"}, headers={"Idempotency-Key": "k8"})
+    assert failed.status_code in (422, 500)
+    assert retried.status_code == 201
+    assert await _effects(db) == 1
+
+
 async def test_a_claim_whose_request_died_is_taken_over_after_its_lease(
     client: tuple[httpx.AsyncClient, Database], settings: Settings, signing_keys: SigningKeys
 ) -> None:
