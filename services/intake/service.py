@@ -62,13 +62,30 @@ def _indexes(keyring: Keyring, person: Person) -> tuple[str | None, str | None]:
     return name_index, document_index
 
 
-def _seal(keyring: Keyring, case: Case, private: dict[str, Any]) -> None:
-    if case.wrapped_key is None or case.key_id is None:
+# The helpers below return case columns rather than set them: a new case is built with
+# all of its values at once (see nrm.db.new_row); a changed one has them set.
+
+
+def _sealed(
+    keyring: Keyring,
+    case_id: str,
+    key_id: str | None,
+    wrapped_key: bytes | None,
+    private: dict[str, Any],
+) -> dict[str, Any]:
+    """The private fields sealed under the case's data key (a new one for a new case)."""
+    if wrapped_key is None or key_id is None:
         data_key = crypto.new_data_key()
-        case.key_id, case.wrapped_key = keyring.wrap(data_key, case.id)
+        key_id, wrapped_key = keyring.wrap(data_key, case_id)
     else:
-        data_key = keyring.unwrap(case.key_id, case.wrapped_key, case.id)
-    case.sealed = crypto.seal_fields(data_key, private, case.id)
+        data_key = keyring.unwrap(key_id, wrapped_key, case_id)
+    sealed = crypto.seal_fields(data_key, private, case_id)
+    return {"key_id": key_id, "wrapped_key": wrapped_key, "sealed": sealed}
+
+
+def _set(case: Case, columns: dict[str, Any]) -> None:
+    for name, value in columns.items():
+        setattr(case, name, value)
 
 
 def open_private(keyring: Keyring, case: Case) -> dict[str, Any]:
@@ -78,23 +95,29 @@ def open_private(keyring: Keyring, case: Case) -> dict[str, Any]:
     return crypto.open_fields(data_key, case.sealed, case.id)
 
 
-def _apply_person(keyring: Keyring, case: Case, person: Person) -> dict[str, Any]:
-    case.gender = person.gender
-    case.age_band = person.age_band()
-    case.region = person.location.region
-    case.language = person.languages[0] if person.languages else None
-    case.name_index, case.document_index = _indexes(keyring, person)
-    return {**person.model_dump(mode="json"), "age_band": case.age_band}
+def _person(keyring: Keyring, person: Person) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The person's coarse facts as case columns, and the person as sealed."""
+    age_band = person.age_band()
+    name_index, document_index = _indexes(keyring, person)
+    columns = {
+        "gender": person.gender,
+        "age_band": age_band,
+        "region": person.location.region,
+        "language": person.languages[0] if person.languages else None,
+        "name_index": name_index,
+        "document_index": document_index,
+    }
+    return columns, {**person.model_dump(mode="json"), "age_band": age_band}
 
 
-def _retriage(case: Case, facts: CaseFacts) -> None:
+def _triaged(facts: CaseFacts) -> dict[str, Any]:
     result = triage(facts)
-    case.urgency, case.urgency_rule, case.sensitivity = (
-        result.urgency,
-        result.rule,
-        result.sensitivity,
-    )
-    case.is_child = facts.is_child
+    return {
+        "urgency": result.urgency,
+        "urgency_rule": result.rule,
+        "sensitivity": result.sensitivity,
+        "is_child": facts.is_child,
+    }
 
 
 def _consent(case_id: str, body: ConsentIn, principal: Principal) -> Consent:
@@ -113,27 +136,23 @@ def _consent(case_id: str, body: ConsentIn, principal: Principal) -> Consent:
 async def register_case(
     session: AsyncSession, keyring: Keyring, principal: Principal, body: CaseCreate
 ) -> Case:
-    situation_codes = body.situation.model_dump(mode="json", exclude={"narrative"})
+    case_id = str(uuid.uuid4())
+    person_columns, person = _person(keyring, body.person)
+    private = {"person": person, "narrative": body.situation.narrative}
     case = new_row(
         Case,
-        id=str(uuid.uuid4()),
+        id=case_id,
         org_id=principal.org,
         created_by=principal.subject,
         case_type=body.case_type,
         channel=body.channel,
-        urgency="normal",
-        urgency_rule="",
-        sensitivity=[],
         needs=sorted(set(body.needs)),
-        gender="unknown",
-        age_band="unknown",
-        is_child=False,
         flags=body.flags.model_dump(),
-        situation_codes=situation_codes,
+        situation_codes=body.situation.model_dump(mode="json", exclude={"narrative"}),
+        **person_columns,
+        **_triaged(body.facts()),
+        **_sealed(keyring, case_id, None, None, private),
     )
-    person = _apply_person(keyring, case, body.person)
-    _retriage(case, body.facts())
-    _seal(keyring, case, {"person": person, "narrative": body.situation.narrative})
     session.add(case)
     consent = _consent(case.id, body.consent, principal)
     session.add(consent)
@@ -209,17 +228,19 @@ async def update_case(
         flags=flags,
         is_child=is_child,
     )
-    private = {**private, "person": _apply_person(keyring, case, person)}
+    person_columns, sealed_person = _person(keyring, person)
+    _set(case, person_columns)
+    private = {**private, "person": sealed_person}
     private["narrative"] = situation.narrative
     case.situation_codes = situation.model_dump(mode="json", exclude={"narrative"})
     case.flags = flags.model_dump()
     if body.needs is not None:
         case.needs = sorted(set(body.needs))
-    _retriage(case, facts)
+    _set(case, _triaged(facts))
     if body.urgency_override is not None:
         case.urgency, case.urgency_rule = body.urgency_override.urgency, "officer_override"
         private["urgency_override_reason"] = body.urgency_override.reason
-    _seal(keyring, case, private)
+    _set(case, _sealed(keyring, case.id, case.key_id, case.wrapped_key, private))
     case.updated_at = utcnow()
     action = "triage_override" if body.urgency_override else "update"
     record_access(session, case, principal, action=action, projection="owner", reason=reason)
