@@ -13,7 +13,12 @@ from typing import Annotated, Any, TypeVar, cast
 from fastapi import Depends, Request
 from sqlalchemy import Table, bindparam, event, insert, inspect, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Mapper, configure_mappers
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,7 +62,8 @@ class Database:
                 await _run_after_rollback(session)
             raise
         if session.sync_session.in_transaction():  # something began again after the commit
-            await session.close()
+            async with session:  # closed as on failure, shielded from cancellation
+                pass
         else:
             # Committed, the connection back in the pool: closing only lets go of the
             # objects, no I/O, so in place (`async with` spawns a task for it, ~0.1 ms).
@@ -66,15 +72,11 @@ class Database:
 
     def for_upkeep(self) -> Database:
         """The same database for background upkeep (the outbox relay, the retention
-        sweeper), through a small pool of its own, tuned for work that is redone if lost.
+        sweeper), through a small pool of its own.
 
         Its connections are not pinged at checkout (three round trips with asyncpg, on
         every relay pass): a pass that meets a dead connection fails, is logged and runs
-        again, and SQLAlchemy replaces the pool's connections. On PostgreSQL its commits
-        do not wait for the disk: a crash may lose the last fraction of a second of them,
-        never the database's consistency, and what they write is redone harmlessly (rows
-        marked published go again and consumers drop the duplicates; attempts are counted
-        again; expired rows are deleted by the next sweep). Nothing else shares its pool.
+        again, and SQLAlchemy replaces the pool's connections. Nothing else shares it.
         """
         return Database(self.url, upkeep=True)
 
@@ -260,21 +262,27 @@ def _insert_together(mappers: tuple[Mapper[Any], ...], dialect: Dialect) -> _Tog
     )
 
 
+async def commit_without_waiting_for_disk(connection: AsyncConnection) -> None:
+    """Let this transaction's commit return before its changes reach the disk (PostgreSQL).
+
+    Only for changes whose loss in a crash is harmless, such as marking outbox rows
+    published (lost, the events go again and consumers drop them as duplicates): the
+    commit then neither waits for a WAL flush nor queues behind others' flushes. A crash
+    loses at most the last fraction of a second of such commits, never the database's
+    consistency; no other transaction is affected. SET LOCAL, not a connection setting:
+    it also works through a transaction-pooling proxy such as PgBouncer.
+    """
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def _create_engine(url: str, *, upkeep: bool = False) -> AsyncEngine:
     # hide_parameters: a database error's message would otherwise quote the values it was
     # given, and it ends up in logs, traces and dead-letter reasons.
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         if upkeep:  # see Database.for_upkeep
-            return create_async_engine(
-                url,
-                pool_size=2,
-                max_overflow=2,
-                hide_parameters=True,
-                connect_args={"server_settings": {"synchronous_commit": "off"}}
-                if parsed.get_driver_name() == "asyncpg"
-                else {},
-            )
+            return create_async_engine(url, pool_size=2, max_overflow=2, hide_parameters=True)
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
-    Row,
     String,
     Text,
     Update,
@@ -29,8 +28,8 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nrm.bus.base import Bus, PublishFailed
-from nrm.clock import as_utc, utcnow
-from nrm.db import Database, after_commit, new_row
+from nrm.clock import utcnow
+from nrm.db import Database, after_commit, commit_without_waiting_for_disk, new_row
 from nrm.events import Event, envelope_for
 from nrm.tasks import finish
 
@@ -151,24 +150,30 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """One pass: publish a batch of due rows; returns how many were published.
 
-        One statement claims the batch and marks it sent; rows the broker refuses are put
-        back with their next attempt. All in one transaction: a pass cut short leaves every
-        row as it was, and the batch goes again. Core statements on a connection, not ORM
-        objects: under load a pass runs every few requests."""
+        Rows are read (locked against other relays on PostgreSQL), published, then marked:
+        sent ones in one statement, refused ones with their next attempt. Writes come
+        after the publishing: on SQLite the first write takes the database's only write
+        lock, which must not wait on the broker. A pass cut short leaves every row as it
+        was. Core statements on a connection, not ORM objects: under load a pass runs
+        every few requests."""
         now = utcnow()
-        published = 0
+        sent: list[str] = []
+        refused: list[Update] = []
         async with self.db.engine.begin() as connection:
-            claimed = await connection.execute(_CLAIM, {"now": now, "limit": self.batch_size})
-            for message_id, event_type, body, attempts, _ in sorted(claimed.all(), key=_age):
+            due = await connection.execute(_DUE, {"now": now, "limit": self.batch_size})
+            for message_id, event_type, body, attempts in due.all():
                 try:
                     await self.bus.publish(event_type, body.encode(), message_id=message_id)
                 except PublishFailed as exc:
-                    await connection.execute(
-                        self._postponed(message_id, event_type, attempts, now, exc)
-                    )
+                    refused.append(self._postponed(message_id, event_type, attempts, now, exc))
                     continue
-                published += 1
-        return published
+                sent.append(message_id)
+            if sent:
+                await commit_without_waiting_for_disk(connection)
+                await connection.execute(_SENT, {"ids": sent, "at": utcnow()})
+            for postponed in refused:
+                await connection.execute(postponed)
+        return len(sent)
 
     def _postponed(
         self, message_id: str, event_type: str, attempts: int, now: datetime, exc: PublishFailed
@@ -181,7 +186,6 @@ class OutboxRelay:
             update(_OUTBOX)
             .where(_OUTBOX.c.id == message_id)
             .values(
-                published_at=None,
                 attempts=attempts,
                 last_error=str(exc)[:500],
                 next_attempt_at=now + min(timedelta(seconds=2**attempts), self.max_backoff),
@@ -190,25 +194,16 @@ class OutboxRelay:
 
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-# The oldest due rows not claimed by another relay, marked sent as they are claimed.
-_CLAIM = (
-    update(_OUTBOX)
-    .where(
-        _OUTBOX.c.id.in_(
-            select(_OUTBOX.c.id)
-            .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now"))
-            .order_by(_OUTBOX.c.created_at)
-            .limit(bindparam("limit"))
-            .with_for_update(skip_locked=True)
-        )
-    )
-    .values(published_at=bindparam("now"))
-    .returning(
-        _OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.body, _OUTBOX.c.attempts, _OUTBOX.c.created_at
-    )
+# The oldest due rows; on PostgreSQL locked, and skipped by other relays, until the commit.
+_DUE = (
+    select(_OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.body, _OUTBOX.c.attempts)
+    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now"))
+    .order_by(_OUTBOX.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
-
-
-def _age(row: Row[tuple[str, str, str, int, datetime]]) -> datetime:
-    # RETURNING keeps no order: events go out oldest first, as they were recorded.
-    return as_utc(row[4])
+_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("at"))
+)

@@ -1,4 +1,4 @@
-"""New rows: built cheaply, written together; and upkeep commits that need not wait for the disk."""
+"""New rows built cheaply and written together; commits that need not wait for the disk."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, func, select
 
 from nrm.clock import as_utc
-from nrm.db import Database, new_row, write_new
+from nrm.db import Database, commit_without_waiting_for_disk, new_row, write_new
 from nrm.settings import Settings
 from services.intake.models import AccessLog, Case, Consent
 from tests.support import SQLITE_AND_POSTGRES, PostgresDatabases, database_of, migrated_database
@@ -148,17 +148,17 @@ async def test_rows_written_together_are_undone_with_their_transaction(db: Datab
 
 
 @pytest.mark.postgres
-async def test_only_upkeep_commits_without_waiting_for_the_disk(
+async def test_only_the_chosen_transaction_commits_without_waiting_for_the_disk(
     postgres: PostgresDatabases,
 ) -> None:
     db = await migrated_database(await postgres.create("intake"), "intake")
-    upkeep = db.for_upkeep()
     show = text("SHOW synchronous_commit")
-    async with upkeep.engine.connect() as connection:
+    async with db.engine.begin() as connection:
+        await commit_without_waiting_for_disk(connection)
         assert (await connection.execute(show)).scalar_one() == "off"
     async with db.engine.connect() as connection:
-        assert (await connection.execute(show)).scalar_one() == "on", "requests wait for it"
-    await upkeep.dispose()
+        after = (await connection.execute(show)).scalar_one()
+    assert after == "on", "SET LOCAL: the pooled connection is back to the default"
     await db.dispose()
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import func, select
@@ -123,8 +124,8 @@ async def any_db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIte
 
 
 async def test_events_go_out_in_the_order_they_were_recorded(any_db: Database) -> None:
-    """Stored newest first on purpose: events leave in the order of their recording time,
-    not in the order the claiming statement hands rows back."""
+    """Stored newest first on purpose: events leave in the order of their recording
+    time, not in the order the rows were stored."""
     start = utcnow() - timedelta(minutes=1)
     async with any_db.transaction() as session:
         newest_first = [record_event(session, _ping()) for _ in range(5)]
@@ -139,6 +140,39 @@ async def test_events_go_out_in_the_order_they_were_recorded(any_db: Database) -
     assert await OutboxRelay(any_db, bus).relay_once() == 5
     await eventually(lambda: _all_arrived(received, 5))
     assert [d.message_id for d in received] == list(reversed(newest_first))
+    await bus.close()
+
+
+class _StalledBus(InMemoryBus):
+    """A broker that takes its time to confirm, until told to go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publishing = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        self.publishing.set()
+        await self.go_on.wait()
+        await super().publish(*args, **kwargs)
+
+
+async def test_a_slow_broker_does_not_hold_up_other_writes(any_db: Database) -> None:
+    """On SQLite the first write of a transaction takes the only write lock: a relay
+    that wrote before publishing would make every request wait on the broker."""
+    async with any_db.transaction() as session:
+        record_event(session, _ping())
+    bus = _StalledBus()
+    await bus.connect()
+    await bus.declare([Subscription("recorder", (PING_TYPE,))])
+    relaying = asyncio.create_task(OutboxRelay(any_db, bus).relay_once())
+    await bus.publishing.wait()
+
+    async with asyncio.timeout(5):  # busy_timeout would make it wait 30 s
+        async with any_db.transaction() as session:
+            record_event(session, _ping())
+    bus.go_on.set()
+    assert await relaying == 1
     await bus.close()
 
 
